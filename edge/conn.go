@@ -25,6 +25,9 @@ type Conn interface {
 	// blocks. The transport adds its framing (and converts to protojson for a
 	// JSON WebSocket). When the bounded outbound queue is full the connection
 	// is closed with ERROR_CODE_SLOW_CONSUMER and ErrSlowConsumer returned.
+	// The transport may keep frame until it is written (edge/ws queues the
+	// slice itself), so the caller must not modify it after the call; the
+	// same slice may be sent to many connections.
 	Send(frame []byte) error
 	// Close writes an Error frame with code and msg (none when code is
 	// ERROR_CODE_UNSPECIFIED), flushes what was queued before it, and closes

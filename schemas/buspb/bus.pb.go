@@ -294,10 +294,12 @@ func (*Offline) Descriptor() ([]byte, []int) {
 type Down struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	ConnIds []uint64               `protobuf:"varint,1,rep,packed,name=conn_ids,json=connIds,proto3" json:"conn_ids,omitempty"`
-	// frame is a protobuf-encoded parley.wire.v1.Frame.
+	// frame is a protobuf-encoded parley.wire.v1.Frame; empty when only closing.
 	Frame []byte `protobuf:"bytes,2,opt,name=frame,proto3" json:"frame,omitempty"`
-	// close asks the edge to close the connections after writing the frame.
-	Close         bool `protobuf:"varint,3,opt,name=close,proto3" json:"close,omitempty"`
+	// close_code, when set, asks the edge to close the connections after the
+	// frame with this error code (the edge writes the Error frame itself).
+	CloseCode     wirepb.ErrorCode `protobuf:"varint,3,opt,name=close_code,json=closeCode,proto3,enum=parley.wire.v1.ErrorCode" json:"close_code,omitempty"`
+	CloseMessage  string           `protobuf:"bytes,4,opt,name=close_message,json=closeMessage,proto3" json:"close_message,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -346,11 +348,18 @@ func (x *Down) GetFrame() []byte {
 	return nil
 }
 
-func (x *Down) GetClose() bool {
+func (x *Down) GetCloseCode() wirepb.ErrorCode {
 	if x != nil {
-		return x.Close
+		return x.CloseCode
 	}
-	return false
+	return wirepb.ErrorCode(0)
+}
+
+func (x *Down) GetCloseMessage() string {
+	if x != nil {
+		return x.CloseMessage
+	}
+	return ""
 }
 
 // Delivery asks a recipient's actor to append a message to its mailbox.
@@ -474,11 +483,13 @@ const file_parley_bus_v1_bus_proto_rawDesc = "" +
 	"\x02op\"$\n" +
 	"\x06Online\x12\x1a\n" +
 	"\bplatform\x18\x01 \x01(\tR\bplatform\"\t\n" +
-	"\aOffline\"M\n" +
+	"\aOffline\"\x96\x01\n" +
 	"\x04Down\x12\x19\n" +
 	"\bconn_ids\x18\x01 \x03(\x04R\aconnIds\x12\x14\n" +
-	"\x05frame\x18\x02 \x01(\fR\x05frame\x12\x14\n" +
-	"\x05close\x18\x03 \x01(\bR\x05close\"[\n" +
+	"\x05frame\x18\x02 \x01(\fR\x05frame\x128\n" +
+	"\n" +
+	"close_code\x18\x03 \x01(\x0e2\x19.parley.wire.v1.ErrorCodeR\tcloseCode\x12#\n" +
+	"\rclose_message\x18\x04 \x01(\tR\fcloseMessage\"[\n" +
 	"\bDelivery\x12\x1c\n" +
 	"\trecipient\x18\x01 \x01(\tR\trecipient\x121\n" +
 	"\amessage\x18\x02 \x01(\v2\x17.parley.wire.v1.MessageR\amessage\"H\n" +
@@ -511,7 +522,8 @@ var file_parley_bus_v1_bus_proto_goTypes = []any{
 	(*wirepb.Sync)(nil),    // 7: parley.wire.v1.Sync
 	(*wirepb.Ack)(nil),     // 8: parley.wire.v1.Ack
 	(*wirepb.Read)(nil),    // 9: parley.wire.v1.Read
-	(*wirepb.Message)(nil), // 10: parley.wire.v1.Message
+	(wirepb.ErrorCode)(0),  // 10: parley.wire.v1.ErrorCode
+	(*wirepb.Message)(nil), // 11: parley.wire.v1.Message
 }
 var file_parley_bus_v1_bus_proto_depIdxs = []int32{
 	1,  // 0: parley.bus.v1.Up.online:type_name -> parley.bus.v1.Online
@@ -520,13 +532,14 @@ var file_parley_bus_v1_bus_proto_depIdxs = []int32{
 	7,  // 3: parley.bus.v1.Up.sync:type_name -> parley.wire.v1.Sync
 	8,  // 4: parley.bus.v1.Up.ack:type_name -> parley.wire.v1.Ack
 	9,  // 5: parley.bus.v1.Up.read:type_name -> parley.wire.v1.Read
-	10, // 6: parley.bus.v1.Delivery.message:type_name -> parley.wire.v1.Message
-	4,  // 7: parley.bus.v1.DeliveryBatch.deliveries:type_name -> parley.bus.v1.Delivery
-	8,  // [8:8] is the sub-list for method output_type
-	8,  // [8:8] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	10, // 6: parley.bus.v1.Down.close_code:type_name -> parley.wire.v1.ErrorCode
+	11, // 7: parley.bus.v1.Delivery.message:type_name -> parley.wire.v1.Message
+	4,  // 8: parley.bus.v1.DeliveryBatch.deliveries:type_name -> parley.bus.v1.Delivery
+	9,  // [9:9] is the sub-list for method output_type
+	9,  // [9:9] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_parley_bus_v1_bus_proto_init() }

@@ -80,7 +80,10 @@ type Store interface {
 	// Append commits every part of batch in one transaction (group commit)
 	// and returns one result per part, in order. A part whose After does not
 	// match the mailbox gets ErrConflict and changes nothing; the others
-	// commit. An error return means nothing was committed.
+	// commit. An error return means nothing was committed, unless the
+	// outcome of the commit itself was lost (a connection broken during
+	// COMMIT): then all of it may have been, so a retry gets ErrConflict
+	// and the reload finds the items by msg id.
 	Append(ctx context.Context, batch []Append) ([]AppendResult, error)
 	// MaxSeq returns the highest seq in uid's mailbox, 0 when empty.
 	MaxSeq(ctx context.Context, uid string) (uint64, error)

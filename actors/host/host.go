@@ -1,0 +1,355 @@
+// Package host runs user actors for the shards this node owns: it subscribes
+// to each shard's subject, consumes each shard's durable deliveries, spawns
+// an actor per active user on first message and lets idle ones passivate.
+//
+// Ownership: this version owns every shard (one logic node). Shard leases
+// (JetStream KV, fencing) come with multi-node operation; the mailbox's
+// After check already refuses a second writer's append.
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/parleyim/parley/actors/delivery"
+	"github.com/parleyim/parley/actors/shard"
+	"github.com/parleyim/parley/actors/user"
+	"github.com/parleyim/parley/edge/auth"
+	"github.com/parleyim/parley/schemas/buspb"
+	"github.com/parleyim/parley/schemas/wirepb"
+	"github.com/parleyim/parley/sync/mailbox"
+)
+
+// Config configures a Host.
+type Config struct {
+	NATS  *nats.Conn
+	Store mailbox.Store
+	// Shards is the shard count; zero means shard.DefaultCount.
+	Shards int
+	// Replicas of the delivery stream; zero means 1.
+	Replicas int
+	// CommitWorkers is the number of concurrent store transactions; zero
+	// means 1 (right for the embedded store, which serializes writers).
+	CommitWorkers int
+	// IdleTimeout passivates an actor with no online device after this long
+	// without messages; zero means 2 minutes.
+	IdleTimeout time.Duration
+	// Heartbeat is the ping interval told to devices; zero means 25s.
+	Heartbeat time.Duration
+	// MaxBodySize is the largest message body in bytes; zero means 32 KiB.
+	MaxBodySize int
+	// IOConcurrency bounds concurrent reads off the actors; zero means 64.
+	IOConcurrency int
+	Logger        *slog.Logger
+}
+
+// Host owns the actors of this node.
+type Host struct {
+	cfg    Config
+	log    *slog.Logger
+	system *actor.ActorSystem
+	env    *user.Env
+	commit *mailbox.Committer
+	outbox *delivery.Outbox
+	ioSem  chan struct{}
+	ioWG   sync.WaitGroup
+
+	mu       sync.Mutex // guards the following
+	actors   map[string]*actor.PID
+	stopping map[string]chan struct{}
+
+	subs      []*nats.Subscription // immutable after Start
+	consumers []*delivery.Consumer // immutable after Start
+	shutdown  atomic.Bool
+}
+
+// New returns a Host; Start runs it.
+func New(cfg Config) (*Host, error) {
+	if cfg.NATS == nil || cfg.Store == nil {
+		return nil, errors.New("host: NATS and Store are required")
+	}
+	if cfg.Shards <= 0 {
+		cfg.Shards = shard.DefaultCount
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 2 * time.Minute
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 25 * time.Second
+	}
+	if cfg.MaxBodySize <= 0 {
+		cfg.MaxBodySize = 32 << 10
+	}
+	if cfg.IOConcurrency <= 0 {
+		cfg.IOConcurrency = 64
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	h := &Host{
+		cfg:      cfg,
+		log:      log,
+		ioSem:    make(chan struct{}, cfg.IOConcurrency),
+		actors:   make(map[string]*actor.PID),
+		stopping: make(map[string]chan struct{}),
+	}
+	actorLog := slog.New(levelFloor{log.With("component", "protoactor").Handler(), slog.LevelWarn})
+	h.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return actorLog }))
+	return h, nil
+}
+
+// Start creates the delivery stream, starts the committer and outbox, and
+// subscribes to every shard.
+func (h *Host) Start(ctx context.Context) error {
+	js, err := jetstream.New(h.cfg.NATS)
+	if err != nil {
+		return fmt.Errorf("host: jetstream: %w", err)
+	}
+	st, err := delivery.EnsureStream(ctx, js, h.cfg.Replicas)
+	if err != nil {
+		return err
+	}
+	h.commit, err = mailbox.NewCommitter(mailbox.CommitterConfig{Store: h.cfg.Store, Workers: h.cfg.CommitWorkers, Logger: h.log})
+	if err != nil {
+		return err
+	}
+	h.outbox, err = delivery.NewOutbox(delivery.OutboxConfig{JetStream: js, Shards: h.cfg.Shards, Logger: h.log})
+	if err != nil {
+		return err
+	}
+	h.env = &user.Env{
+		Store:       h.cfg.Store,
+		Committer:   h.commit,
+		Outbox:      h.outbox,
+		Logger:      h.log,
+		Down:        h.down,
+		Go:          h.goIO,
+		Passivate:   h.passivate,
+		Stopped:     h.stopped,
+		Forward:     h.forward,
+		IdleTimeout: h.cfg.IdleTimeout,
+		Heartbeat:   h.cfg.Heartbeat,
+		MaxBodySize: h.cfg.MaxBodySize,
+		SyncPage:    200,
+		MaxSyncPage: 1000,
+		IDs:         user.NewIDs(),
+	}
+	for n := 0; n < h.cfg.Shards; n++ {
+		sub, err := h.cfg.NATS.Subscribe(shard.ShardSubject(n), h.onUp)
+		if err != nil {
+			return fmt.Errorf("host: subscribe shard %d: %w", n, err)
+		}
+		_ = sub.SetPendingLimits(1<<20, 256<<20)
+		h.subs = append(h.subs, sub)
+		c, err := delivery.Consume(ctx, st, n, h.onDeliveries, h.log)
+		if err != nil {
+			return err
+		}
+		h.consumers = append(h.consumers, c)
+	}
+	if err := h.cfg.NATS.FlushTimeout(5 * time.Second); err != nil {
+		return fmt.Errorf("host: flush subscriptions: %w", err)
+	}
+	h.log.Info("actor host started", "shards", h.cfg.Shards)
+	return nil
+}
+
+// onUp routes an edge's message to the user's actor. Subject:
+// im.shard.<n>.<uid>.<op>.
+func (h *Host) onUp(m *nats.Msg) {
+	tok := strings.Split(m.Subject, ".")
+	if len(tok) != 5 || !auth.ValidID(tok[3]) {
+		h.log.Warn("dropping message on malformed shard subject", "subject", m.Subject)
+		return
+	}
+	var up buspb.Up
+	if err := proto.Unmarshal(m.Data, &up); err != nil {
+		h.log.Warn("dropping undecodable up message", "subject", m.Subject, "err", err)
+		return
+	}
+	h.send(tok[3], &up)
+}
+
+// onDeliveries hands a batch to the recipients' actors and waits until every
+// one committed (or one failed).
+func (h *Host) onDeliveries(ctx context.Context, batch *buspb.DeliveryBatch) error {
+	byUser := make(map[string][]*wirepb.Message)
+	for _, d := range batch.Deliveries {
+		if !auth.ValidID(d.Recipient) || d.Message == nil || d.Message.MsgId == "" {
+			h.log.Warn("skipping malformed delivery", "recipient", d.Recipient)
+			continue
+		}
+		byUser[d.Recipient] = append(byUser[d.Recipient], d.Message)
+	}
+	results := make(chan error, len(byUser))
+	for uid, msgs := range byUser {
+		h.send(uid, &user.Deliver{Messages: msgs, Done: func(err error) { results <- err }})
+	}
+	var first error
+	timeout := time.NewTimer(delivery.AckWait - time.Second)
+	defer timeout.Stop()
+	for range byUser {
+		select {
+		case err := <-results:
+			if err != nil && first == nil {
+				first = err
+			}
+		case <-timeout.C:
+			return errors.New("host: deliveries not committed in time")
+		}
+	}
+	return first
+}
+
+// send delivers msg to uid's actor, spawning it if needed.
+func (h *Host) send(uid string, msg any) {
+	h.mu.Lock()
+	pid, ok := h.actors[uid]
+	if !ok {
+		var waitOn <-chan struct{}
+		if ch, stopping := h.stopping[uid]; stopping {
+			waitOn = ch
+		}
+		env := h.env
+		pid = h.system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return user.New(uid, env, waitOn) }))
+		h.actors[uid] = pid
+	}
+	h.mu.Unlock()
+	h.system.Root.Send(pid, msg)
+}
+
+func (h *Host) forward(uid string, msg any) { h.send(uid, msg) }
+
+func (h *Host) passivate(uid string, pid *actor.PID) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if cur, ok := h.actors[uid]; !ok || !cur.Equal(pid) || h.shutdown.Load() {
+		return false
+	}
+	delete(h.actors, uid)
+	h.stopping[uid] = make(chan struct{})
+	return true
+}
+
+func (h *Host) stopped(uid string, pid *actor.PID) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if ch, ok := h.stopping[uid]; ok {
+		close(ch)
+		delete(h.stopping, uid)
+	}
+	if cur, ok := h.actors[uid]; ok && cur.Equal(pid) {
+		delete(h.actors, uid) // stopped for another reason (shutdown)
+	}
+}
+
+// down publishes d to edgeID. Best effort: a lost push is repaired by sync.
+func (h *Host) down(edgeID string, d *buspb.Down) {
+	b, err := proto.Marshal(d)
+	if err != nil {
+		h.log.Error("encode down message failed", "err", err)
+		return
+	}
+	if err := h.cfg.NATS.Publish(shard.EdgeSubject(edgeID), b); err != nil {
+		h.log.Warn("publish to edge failed", "edge", edgeID, "err", err)
+	}
+}
+
+// goIO runs f on a goroutine once one of IOConcurrency slots is free.
+func (h *Host) goIO(f func(ctx context.Context)) {
+	h.ioWG.Add(1)
+	go func() {
+		defer h.ioWG.Done()
+		h.ioSem <- struct{}{}
+		defer func() { <-h.ioSem }()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		f(ctx)
+	}()
+}
+
+// ActiveActors returns how many user actors are running.
+func (h *Host) ActiveActors() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.actors)
+}
+
+// Shutdown stops taking work, commits and publishes what is in flight, and
+// stops every actor. Idempotent; returns ctx.Err() if the deadline wins.
+func (h *Host) Shutdown(ctx context.Context) error {
+	if !h.shutdown.CompareAndSwap(false, true) {
+		return nil
+	}
+	var errs []error
+	for _, s := range h.subs {
+		if err := s.Drain(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, c := range h.consumers {
+		if err := c.Stop(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// Let actors finish what the drained subscriptions gave them.
+	h.mu.Lock()
+	pids := make([]*actor.PID, 0, len(h.actors))
+	for _, pid := range h.actors {
+		pids = append(pids, pid)
+	}
+	h.mu.Unlock()
+	if h.commit != nil {
+		errs = append(errs, h.commit.Close(ctx))
+	}
+	if h.outbox != nil {
+		errs = append(errs, h.outbox.Close(ctx))
+	}
+	futures := make([]*actor.Future, len(pids))
+	for i, pid := range pids {
+		futures[i] = h.system.Root.PoisonFuture(pid)
+	}
+	for _, f := range futures {
+		_ = f.Wait()
+	}
+	done := make(chan struct{})
+	go func() { h.ioWG.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, ctx.Err())
+	}
+	h.system.Shutdown()
+	return errors.Join(errs...)
+}
+
+// levelFloor drops records below min: protoactor logs every actor start at
+// info level.
+type levelFloor struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (l levelFloor) Enabled(ctx context.Context, lv slog.Level) bool {
+	return lv >= l.min && l.Handler.Enabled(ctx, lv)
+}
+
+func (l levelFloor) WithAttrs(as []slog.Attr) slog.Handler {
+	return levelFloor{l.Handler.WithAttrs(as), l.min}
+}
+
+func (l levelFloor) WithGroup(name string) slog.Handler {
+	return levelFloor{l.Handler.WithGroup(name), l.min}
+}

@@ -1,0 +1,63 @@
+package node
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/parleyim/parley/actors/shard"
+)
+
+// DefaultNATSAddr is where the embedded NATS server listens unless told
+// otherwise: the nats CLI's default, so `nats sub 'im.>'` just works.
+const DefaultNATSAddr = "127.0.0.1:4222"
+
+// startEmbeddedNATS runs a NATS server with JetStream inside the process,
+// with the shard subject mapping installed.
+func startEmbeddedNATS(addr string, explicit bool, dataDir string, shards int, log *slog.Logger) (*server.Server, error) {
+	host, port, err := pickAddr(addr, explicit, "--nats-listen")
+	if err != nil {
+		return nil, err
+	}
+	src, dest := shard.Mapping(shards)
+	opts := &server.Options{
+		ServerName: "parley-embedded",
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   filepath.Join(dataDir, "nats"),
+		NoSigs:     true,
+		// 8 MiB pending per client before NATS calls it a slow consumer; an
+		// edge's single subscription carries every push for its devices.
+		MaxPending: 64 << 20,
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	s.SetLoggerV2(natsLogger{log.With("component", "nats")}, false, false, false)
+	go s.Start()
+	if !s.ReadyForConnections(15 * time.Second) {
+		s.Shutdown()
+		return nil, fmt.Errorf("embedded nats on %s did not start", net.JoinHostPort(host, fmt.Sprint(port)))
+	}
+	if err := s.GlobalAccount().AddMapping(src, dest); err != nil {
+		s.Shutdown()
+		return nil, fmt.Errorf("embedded nats: add mapping %s -> %s: %w", src, dest, err)
+	}
+	return s, nil
+}
+
+// natsLogger adapts nats-server's printf logger to slog.
+type natsLogger struct{ l *slog.Logger }
+
+func (n natsLogger) Noticef(format string, v ...any) { n.l.Debug(fmt.Sprintf(format, v...)) }
+func (n natsLogger) Warnf(format string, v ...any)   { n.l.Warn(fmt.Sprintf(format, v...)) }
+func (n natsLogger) Fatalf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
+func (n natsLogger) Errorf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
+func (n natsLogger) Debugf(format string, v ...any)  { n.l.Debug(fmt.Sprintf(format, v...)) }
+func (n natsLogger) Tracef(format string, v ...any)  {}

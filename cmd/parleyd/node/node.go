@@ -1,0 +1,345 @@
+// Package node assembles one parleyd process from its parts: NATS (embedded
+// or external), the store, the actor host (logic role), and the edge (TCP,
+// WebSocket and the session hub), plus the HTTP endpoints for health and
+// metrics. cmd/parleyd parses flags into a Config; tests start a Node on
+// random ports.
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/parleyim/parley/actors/host"
+	"github.com/parleyim/parley/actors/shard"
+	"github.com/parleyim/parley/edge"
+	"github.com/parleyim/parley/edge/auth"
+	"github.com/parleyim/parley/edge/tcp"
+	"github.com/parleyim/parley/edge/ws"
+	"github.com/parleyim/parley/sync/boltstore"
+	"github.com/parleyim/parley/sync/mailbox"
+	"github.com/parleyim/parley/sync/mysqlstore"
+)
+
+// Default listen addresses. They avoid the usual ports of MySQL, Redis,
+// PostgreSQL, RabbitMQ, MQTT and NATS.
+const (
+	DefaultTCPAddr  = "127.0.0.1:7420"
+	DefaultHTTPAddr = "127.0.0.1:7480"
+)
+
+// Config configures a Node. An empty address means its default, and a
+// default port that is taken falls back to a free one (logged); an address
+// that is set and taken is an error naming its flag.
+type Config struct {
+	// DataDir holds the embedded store and embedded NATS; zero means "./data".
+	DataDir string
+	// NATSURL connects to an external NATS; empty means run one embedded.
+	NATSURL string
+	// NATSListen is the embedded NATS address; empty means DefaultNATSAddr.
+	NATSListen string
+	// TCPListen is the client TCP address; empty means DefaultTCPAddr.
+	TCPListen string
+	// HTTPListen serves /ws, /healthz, /readyz, /metrics; empty means DefaultHTTPAddr.
+	HTTPListen string
+	// Store is empty (embedded store under DataDir) or mysql://user:pass@host:port/db.
+	Store string
+	// Secret is the HS256 secret of client tokens; empty means auth.DevSecret
+	// (with a warning).
+	Secret string
+	// EdgeID names this edge on the bus; empty means hostname + random suffix.
+	EdgeID string
+	// Shards must match across a deployment; zero means shard.DefaultCount.
+	Shards int
+	// SignInTimeout and IdleTimeout bound unauthenticated and silent
+	// connections; zero means 10s and 90s.
+	SignInTimeout, IdleTimeout time.Duration
+	// MaxFrameSize is the largest client frame in bytes; zero means 64 KiB.
+	MaxFrameSize int
+	// MaxBodySize is the largest message body in bytes; zero means 32 KiB.
+	MaxBodySize int
+	Logger      *slog.Logger
+}
+
+// Node is one running parleyd.
+type Node struct {
+	cfg Config
+	log *slog.Logger
+
+	natsSrv *server.Server // nil with an external NATS
+	nc      *nats.Conn
+	store   mailbox.Store
+	host    *host.Host
+	hub     *edge.Hub
+	tcp     *tcp.Server
+	ws      *ws.Handler
+	httpSrv *http.Server
+	httpLn  net.Listener
+	ready   atomic.Bool
+	closed  atomic.Bool
+}
+
+// Start starts every part and returns the running node. On error, whatever
+// started is stopped.
+func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
+	if cfg.DataDir == "" {
+		cfg.DataDir = "data"
+	}
+	if cfg.Shards <= 0 {
+		cfg.Shards = shard.DefaultCount
+	}
+	if cfg.EdgeID == "" {
+		cfg.EdgeID = defaultEdgeID()
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	n := &Node{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = n.Shutdown(sctx)
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+
+	// NATS.
+	natsURL := cfg.NATSURL
+	if natsURL == "" {
+		addr, explicit := orDefault(cfg.NATSListen, DefaultNATSAddr)
+		n.natsSrv, err = startEmbeddedNATS(addr, explicit, cfg.DataDir, cfg.Shards, log)
+		if err != nil {
+			return nil, err
+		}
+		natsURL = n.natsSrv.ClientURL()
+		if u := "nats://" + addr; u != natsURL && !explicit {
+			log.Warn("default NATS port taken; embedded NATS is on another port", "url", natsURL, "cli", "nats --server "+natsURL)
+		} else {
+			log.Info("embedded NATS listening", "url", natsURL)
+		}
+	}
+	n.nc, err = nats.Connect(natsURL, nats.Name("parleyd "+cfg.EdgeID), nats.MaxReconnects(-1),
+		nats.ReconnectBufSize(64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("connect nats %s: %w", natsURL, err)
+	}
+
+	// Store.
+	switch {
+	case cfg.Store == "" || cfg.Store == "embedded":
+		path := filepath.Join(cfg.DataDir, "parley.db")
+		n.store, err = boltstore.Open(path, boltstore.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("open embedded store: %w", err)
+		}
+		log.Info("embedded store opened", "path", path)
+	case strings.HasPrefix(cfg.Store, "mysql://"):
+		dsn, err := mysqlstore.ParseURL(cfg.Store)
+		if err != nil {
+			return nil, fmt.Errorf("--store: %w", err)
+		}
+		n.store, err = mysqlstore.Open(ctx, dsn, mysqlstore.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("open mysql store: %w", err)
+		}
+		log.Info("mysql store opened")
+	default:
+		return nil, fmt.Errorf("--store %q: want empty (embedded) or mysql://user:pass@host:port/db", cfg.Store)
+	}
+
+	// Logic.
+	workers := 1
+	if _, ok := n.store.(*mysqlstore.Store); ok {
+		workers = 4
+	}
+	n.host, err = host.New(host.Config{
+		NATS: n.nc, Store: n.store, Shards: cfg.Shards, CommitWorkers: workers,
+		MaxBodySize: cfg.MaxBodySize, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := n.host.Start(ctx); err != nil {
+		return nil, err
+	}
+
+	// Edge.
+	secret := cfg.Secret
+	if secret == "" {
+		secret = auth.DevSecret
+		log.Warn("no --secret set: using the development token secret; never do this in production")
+	}
+	verifier, err := auth.NewVerifier([]byte(secret))
+	if err != nil {
+		return nil, err
+	}
+	n.hub, err = edge.NewHub(edge.HubConfig{
+		EdgeID: cfg.EdgeID, NATS: n.nc, Verifier: verifier,
+		SignInTimeout: cfg.SignInTimeout, IdleTimeout: cfg.IdleTimeout, MaxBodySize: cfg.MaxBodySize,
+		Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := n.hub.Start(); err != nil {
+		return nil, err
+	}
+	tcpAddr, explicit := orDefault(cfg.TCPListen, DefaultTCPAddr)
+	if tcpAddr, err = freeIfTaken(tcpAddr, explicit, "--tcp-listen"); err != nil {
+		return nil, err
+	}
+	n.tcp, err = tcp.New(tcp.Config{Addr: tcpAddr, Handler: n.hub, MaxFrameSize: cfg.MaxFrameSize, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	if err := n.tcp.Start(ctx); err != nil {
+		return nil, fmt.Errorf("--tcp-listen %s: %w", tcpAddr, err)
+	}
+	n.ws, err = ws.New(ws.Config{Handler: n.hub, MaxFrameSize: cfg.MaxFrameSize, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	httpAddr, explicit := orDefault(cfg.HTTPListen, DefaultHTTPAddr)
+	n.httpLn, err = listen(httpAddr, explicit, "--http-listen")
+	if err != nil {
+		return nil, err
+	}
+	n.httpSrv = &http.Server{Handler: n.routes(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := n.httpSrv.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "err", err)
+		}
+	}()
+	n.ready.Store(true)
+	log.Info("parleyd ready", "edge", cfg.EdgeID, "tcp", n.TCPAddr().String(), "http", n.HTTPAddr().String(),
+		"ws", "ws://"+n.HTTPAddr().String()+"/ws", "nats", natsURL)
+	return n, nil
+}
+
+func (n *Node) routes() http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "parley_edge_connections", Help: "Open client connections on this edge.",
+	}, func() float64 { return float64(n.hub.Conns()) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "parley_actors_active", Help: "User actors running on this node.",
+	}, func() float64 { return float64(n.host.ActiveActors()) }))
+	mux := http.NewServeMux()
+	mux.Handle("/ws", n.ws)
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !n.ready.Load() || n.nc.Status() != nats.CONNECTED {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return mux
+}
+
+// TCPAddr is the client TCP address.
+func (n *Node) TCPAddr() net.Addr { return n.tcp.Addr() }
+
+// HTTPAddr is the HTTP address (WebSocket at /ws).
+func (n *Node) HTTPAddr() net.Addr { return n.httpLn.Addr() }
+
+// NATSURL is the URL of the NATS the node uses.
+func (n *Node) NATSURL() string { return n.nc.ConnectedUrl() }
+
+// Shutdown drains the node: stops accepting, closes client connections with
+// SHUTTING_DOWN, finishes in-flight commits and deliveries, and stops NATS.
+// Idempotent.
+func (n *Node) Shutdown(ctx context.Context) error {
+	if !n.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	n.ready.Store(false)
+	var errs []error
+	if n.hub != nil {
+		errs = append(errs, n.hub.Shutdown(ctx))
+	}
+	if n.tcp != nil {
+		errs = append(errs, n.tcp.Shutdown(ctx))
+	}
+	if n.ws != nil {
+		errs = append(errs, n.ws.Shutdown(ctx))
+	}
+	if n.httpSrv != nil {
+		errs = append(errs, n.httpSrv.Shutdown(ctx))
+	}
+	if n.host != nil {
+		errs = append(errs, n.host.Shutdown(ctx))
+	}
+	if n.nc != nil {
+		errs = append(errs, n.nc.Drain())
+	}
+	if n.store != nil {
+		errs = append(errs, n.store.Close())
+	}
+	if n.natsSrv != nil {
+		n.natsSrv.Shutdown()
+		n.natsSrv.WaitForShutdown()
+	}
+	return errors.Join(errs...)
+}
+
+func orDefault(addr, def string) (string, bool) {
+	if addr == "" {
+		return def, false
+	}
+	return addr, true
+}
+
+// freeIfTaken returns addr, or the same host with port 0 when addr is a
+// default that is taken.
+func freeIfTaken(addr string, explicit bool, flag string) (string, error) {
+	h, p, err := pickAddr(addr, explicit, flag)
+	if err != nil {
+		return "", err
+	}
+	if p == -1 {
+		p = 0
+	}
+	return net.JoinHostPort(h, fmt.Sprint(p)), nil
+}
+
+func defaultEdgeID() string {
+	host, _ := os.Hostname()
+	var b strings.Builder
+	for _, c := range host {
+		if c < 128 && auth.ValidID(string(c)) {
+			b.WriteRune(c)
+		}
+		if b.Len() >= 40 {
+			break
+		}
+	}
+	var r [4]byte
+	_, _ = rand.Read(r[:])
+	if b.Len() == 0 {
+		b.WriteString("edge")
+	}
+	return b.String() + "-" + hex.EncodeToString(r[:])
+}

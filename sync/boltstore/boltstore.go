@@ -1,0 +1,485 @@
+// Package boltstore is the embedded mailbox.Store: one bbolt file under the
+// node's data directory, pure Go, no server to run. It is the default store
+// and the one a single node needs.
+//
+// Layout: three flat B+trees keyed by uid, a 0x00 byte, then the rest (ids
+// never hold a NUL, so one user's keys are contiguous and unambiguous), and
+// integers as 8-byte big-endian:
+//
+//	meta       "schema_version" -> version (see migrations)
+//	mail       uid 0x00 seq        -> protobuf wirepb.Message with Seq set
+//	msgid      uid 0x00 msg id     -> seq
+//	clientkey  uid 0x00 client key -> seq
+//	devices    uid 0x00 device id  -> acked seq
+//
+// Flat trees rather than a nested bucket per user: a group commit touching
+// many users then dirties (and fsyncs) fewer pages, since small mailboxes
+// share leaves and no per-user bucket header is rewritten.
+//
+// Every commit is fsynced (the bbolt default); mailbox.Committer amortizes
+// the fsync over a group of appends. bbolt allows one writer at a time, so
+// concurrent Appends are serialized.
+package boltstore
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/parleyim/parley/schemas/wirepb"
+	"github.com/parleyim/parley/sync/mailbox"
+)
+
+var _ mailbox.Store = (*Store)(nil)
+
+// Bucket and key names.
+var (
+	bucketMeta      = []byte("meta")
+	bucketMail      = []byte("mail")
+	bucketMsgID     = []byte("msgid")
+	bucketClientKey = []byte("clientkey")
+	bucketDevices   = []byte("devices")
+	keyVersion      = []byte("schema_version")
+)
+
+// migration is one step of the file's schema. Versions start at 1 and have
+// no gaps; a released migration is never edited, only followed by a new one.
+type migration struct {
+	version uint64
+	name    string
+	apply   func(tx *bolt.Tx) error
+}
+
+// migrations is the embedded store's schema history, applied in order at Open.
+var migrations = []migration{
+	{1, "create buckets", func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketMail, bucketMsgID, bucketClientKey, bucketDevices} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return fmt.Errorf("create bucket %s: %w", name, err)
+			}
+		}
+		return nil
+	}},
+}
+
+// Options configures Open. The zero value is ready to use.
+type Options struct {
+	// LockTimeout bounds the wait for the file lock when another process
+	// has the file open; zero means 5s.
+	LockTimeout time.Duration
+	// Logger receives lifecycle and migration logs; nil discards.
+	Logger *slog.Logger
+}
+
+// Store is a mailbox.Store in one bbolt file. Safe for concurrent use.
+type Store struct {
+	// Immutable after Open.
+	db   *bolt.DB
+	log  *slog.Logger
+	path string
+
+	closed atomic.Bool // set by the first Close
+}
+
+// Open opens (creating it and its directory when missing) the bbolt file at
+// path and brings its schema up to date.
+func Open(path string, opts Options) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("open boltstore: empty path")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	timeout := opts.LockTimeout
+	if timeout == 0 {
+		timeout = 5 * time.Second
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("open boltstore path=%s: %w", path, err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:      timeout,
+		FreelistType: bolt.FreelistMapType,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open boltstore path=%s: %w", path, err)
+	}
+	s := &Store{db: db, log: log.With("store", "bolt", "path", path), path: path}
+	if err := s.migrate(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open boltstore path=%s: %w", path, err)
+	}
+	return s, nil
+}
+
+// migrate applies the migrations the file has not seen, in one transaction.
+func (s *Store) migrate() error {
+	latest := migrations[len(migrations)-1].version
+	return s.db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return fmt.Errorf("create meta bucket: %w", err)
+		}
+		var current uint64
+		if v := meta.Get(keyVersion); v != nil {
+			if len(v) != 8 {
+				return fmt.Errorf("corrupt schema version %x", v)
+			}
+			current = binary.BigEndian.Uint64(v)
+		}
+		if current > latest {
+			return fmt.Errorf("schema version %d is newer than this binary's %d", current, latest)
+		}
+		for _, m := range migrations {
+			if m.version <= current {
+				continue
+			}
+			if err := m.apply(tx); err != nil {
+				return fmt.Errorf("migration %d (%s): %w", m.version, m.name, err)
+			}
+			if err := meta.Put(keyVersion, seqKey(m.version)); err != nil {
+				return fmt.Errorf("migration %d (%s): record version: %w", m.version, m.name, err)
+			}
+			s.log.Info("applied migration", "version", m.version, "name", m.name)
+		}
+		return nil
+	})
+}
+
+// Close closes the file, waiting for transactions in progress. Idempotent;
+// other methods return mailbox.ErrClosed afterwards.
+func (s *Store) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close boltstore path=%s: %w", s.path, err)
+	}
+	return nil
+}
+
+// check returns mailbox.ErrClosed after Close, else ctx's error.
+func (s *Store) check(ctx context.Context) error {
+	if s.closed.Load() {
+		return mailbox.ErrClosed
+	}
+	return ctx.Err()
+}
+
+// closedErr maps bbolt's "not open" (a Close that raced the call) to
+// mailbox.ErrClosed.
+func closedErr(err error) error {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return fmt.Errorf("%w (%w)", mailbox.ErrClosed, err)
+	}
+	return err
+}
+
+// Append implements mailbox.Store.
+func (s *Store) Append(ctx context.Context, batch []mailbox.Append) ([]mailbox.AppendResult, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, fmt.Errorf("append mailbox: %w", err)
+	}
+	if err := validate(batch); err != nil {
+		return nil, err
+	}
+	results := make([]mailbox.AppendResult, len(batch))
+	if len(batch) == 0 {
+		return results, nil
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		t := trees{mail: tx.Bucket(bucketMail), ids: tx.Bucket(bucketMsgID), keys: tx.Bucket(bucketClientKey)}
+		// Each user's seqs and (time-ordered) msg ids are appended at the
+		// end of its range: pack the pages a split leaves behind.
+		t.mail.FillPercent = 0.9
+		t.ids.FillPercent = 0.9
+		for i := range batch {
+			r, err := t.appendPart(&batch[i])
+			if err != nil {
+				return fmt.Errorf("append mailbox uid=%s: %w", batch[i].UserID, err)
+			}
+			results[i] = r
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, closedErr(err)
+	}
+	return results, nil
+}
+
+// trees are the mailbox buckets of one write transaction.
+type trees struct {
+	mail, ids, keys *bolt.Bucket
+}
+
+// appendPart applies one part inside the batch's transaction. Parts of one
+// batch are applied in order, so a second part for the same user sees the
+// first one's items.
+func (t trees) appendPart(a *mailbox.Append) (mailbox.AppendResult, error) {
+	last := lastSeq(t.mail, a.UserID)
+	if a.After != last {
+		return mailbox.AppendResult{Err: mailbox.ErrConflict, MaxSeq: last}, nil
+	}
+	items := make([]mailbox.ItemResult, len(a.Items))
+	for i, it := range a.Items {
+		dup := t.ids.Get(userKey(a.UserID, it.Message.MsgId))
+		if dup == nil && it.ClientKey != "" {
+			dup = t.keys.Get(userKey(a.UserID, it.ClientKey))
+		}
+		if dup != nil {
+			seq := binary.BigEndian.Uint64(dup)
+			existing, err := decode(t.mail.Get(mailKey(a.UserID, seq)))
+			if err != nil {
+				return mailbox.AppendResult{}, fmt.Errorf("read duplicate seq=%d: %w", seq, err)
+			}
+			items[i] = mailbox.ItemResult{Seq: seq, Duplicate: true, Existing: existing}
+			continue
+		}
+		last++
+		v, err := encodeMessage(it.Message, last)
+		if err != nil {
+			return mailbox.AppendResult{}, fmt.Errorf("encode msg_id=%s: %w", it.Message.MsgId, err)
+		}
+		if err := t.mail.Put(mailKey(a.UserID, last), v); err != nil {
+			return mailbox.AppendResult{}, fmt.Errorf("put seq=%d: %w", last, err)
+		}
+		if err := t.ids.Put(userKey(a.UserID, it.Message.MsgId), seqKey(last)); err != nil {
+			return mailbox.AppendResult{}, fmt.Errorf("index msg_id=%s: %w", it.Message.MsgId, err)
+		}
+		if it.ClientKey != "" {
+			if err := t.keys.Put(userKey(a.UserID, it.ClientKey), seqKey(last)); err != nil {
+				return mailbox.AppendResult{}, fmt.Errorf("index client_key=%s: %w", it.ClientKey, err)
+			}
+		}
+		items[i] = mailbox.ItemResult{Seq: last}
+	}
+	return mailbox.AppendResult{Items: items, MaxSeq: last}, nil
+}
+
+// lastSeq returns the highest seq in uid's mailbox, 0 when empty.
+func lastSeq(mail *bolt.Bucket, uid string) uint64 {
+	// The first key after uid's range is uid 0x01: step back from it.
+	c := mail.Cursor()
+	k, _ := c.Seek(append([]byte(uid), 1))
+	if k == nil {
+		k, _ = c.Last()
+	} else {
+		k, _ = c.Prev()
+	}
+	if seq, ok := seqOf(k, uid); ok {
+		return seq
+	}
+	return 0
+}
+
+// seqOf returns the seq of mail key k when k is in uid's range.
+func seqOf(k []byte, uid string) (uint64, bool) {
+	if len(k) != len(uid)+1+8 || string(k[:len(uid)]) != uid || k[len(uid)] != 0 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(k[len(uid)+1:]), true
+}
+
+// MaxSeq implements mailbox.Store.
+func (s *Store) MaxSeq(ctx context.Context, uid string) (uint64, error) {
+	if err := s.check(ctx); err != nil {
+		return 0, fmt.Errorf("max seq uid=%s: %w", uid, err)
+	}
+	var last uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		last = lastSeq(tx.Bucket(bucketMail), uid)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("max seq uid=%s: %w", uid, closedErr(err))
+	}
+	return last, nil
+}
+
+// Fetch implements mailbox.Store. A limit <= 0 returns nothing.
+func (s *Store) Fetch(ctx context.Context, uid string, after, upTo uint64, limit int) ([]*wirepb.Message, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, fmt.Errorf("fetch mailbox uid=%s: %w", uid, err)
+	}
+	if limit <= 0 || upTo <= after {
+		return nil, nil
+	}
+	var out []*wirepb.Message
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketMail).Cursor()
+		for k, v := c.Seek(mailKey(uid, after+1)); k != nil && len(out) < limit; k, v = c.Next() {
+			seq, ok := seqOf(k, uid)
+			if !ok || seq > upTo {
+				break
+			}
+			if out == nil {
+				out = make([]*wirepb.Message, 0, min(uint64(limit), upTo-after, 256))
+			}
+			m, err := decode(v)
+			if err != nil {
+				return fmt.Errorf("decode seq=%d: %w", seq, err)
+			}
+			out = append(out, m)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fetch mailbox uid=%s: %w", uid, closedErr(err))
+	}
+	return out, nil
+}
+
+// SetAcked implements mailbox.Store.
+func (s *Store) SetAcked(ctx context.Context, uid, deviceID string, seq uint64) error {
+	if err := s.check(ctx); err != nil {
+		return fmt.Errorf("set acked uid=%s device=%s: %w", uid, deviceID, err)
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDevices)
+		k := userKey(uid, deviceID)
+		if v := b.Get(k); v != nil && binary.BigEndian.Uint64(v) >= seq {
+			return nil
+		}
+		return b.Put(k, seqKey(seq))
+	})
+	if err != nil {
+		return fmt.Errorf("set acked uid=%s device=%s: %w", uid, deviceID, closedErr(err))
+	}
+	return nil
+}
+
+// Acked implements mailbox.Store.
+func (s *Store) Acked(ctx context.Context, uid, deviceID string) (uint64, error) {
+	if err := s.check(ctx); err != nil {
+		return 0, fmt.Errorf("acked uid=%s device=%s: %w", uid, deviceID, err)
+	}
+	var seq uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketDevices).Get(userKey(uid, deviceID)); v != nil {
+			seq = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("acked uid=%s device=%s: %w", uid, deviceID, closedErr(err))
+	}
+	return seq, nil
+}
+
+// Id limits, in bytes: the same as sync/mysqlstore's columns, so that what
+// the embedded store takes, production takes too.
+const (
+	maxIDLen        = 64  // uid, msg id
+	maxClientKeyLen = 140 // device "/" client msg id
+)
+
+// validate rejects a batch the store cannot take; it fails the whole batch
+// (mailbox.Store has no per-part error but ErrConflict), so callers should
+// validate at the edge.
+func validate(batch []mailbox.Append) error {
+	for i := range batch {
+		a := &batch[i]
+		if err := checkID("user id", a.UserID, maxIDLen); err != nil {
+			return fmt.Errorf("append mailbox part=%d: %w", i, err)
+		}
+		if strings.IndexByte(a.UserID, 0) >= 0 {
+			return fmt.Errorf("append mailbox part=%d: NUL in user id", i)
+		}
+		for j, it := range a.Items {
+			if it.Message == nil {
+				return fmt.Errorf("append mailbox uid=%s item=%d: nil message", a.UserID, j)
+			}
+			if err := checkID("msg id", it.Message.MsgId, maxIDLen); err != nil {
+				return fmt.Errorf("append mailbox uid=%s item=%d: %w", a.UserID, j, err)
+			}
+			if len(it.ClientKey) > maxClientKeyLen {
+				return fmt.Errorf("append mailbox uid=%s item=%d: client key longer than %d bytes", a.UserID, j, maxClientKeyLen)
+			}
+		}
+	}
+	return nil
+}
+
+// checkID rejects an empty id or one longer than max bytes.
+func checkID(what, id string, max int) error {
+	if id == "" {
+		return fmt.Errorf("empty %s", what)
+	}
+	if len(id) > max {
+		return fmt.Errorf("%s longer than %d bytes", what, max)
+	}
+	return nil
+}
+
+// seqKey returns seq as an 8-byte big-endian key (sorted like the numbers).
+func seqKey(seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), seq)
+}
+
+// userKey returns uid 0x00 rest: ids never hold a NUL byte, so the key is
+// unambiguous and a user's keys sort together.
+func userKey(uid, rest string) []byte {
+	k := make([]byte, 0, len(uid)+1+len(rest))
+	k = append(k, uid...)
+	k = append(k, 0)
+	return append(k, rest...)
+}
+
+// mailKey returns uid 0x00 seq, the mail bucket key of one message.
+func mailKey(uid string, seq uint64) []byte {
+	k := make([]byte, 0, len(uid)+1+8)
+	k = append(k, uid...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+// seqField is wirepb.Message's seq field number.
+var seqField = (&wirepb.Message{}).ProtoReflect().Descriptor().Fields().ByName("seq").Number()
+
+// encodeMessage returns m's protobuf encoding with Seq set to seq, without
+// modifying m (messages are shared, immutable values). When m.Seq is zero
+// the field is absent from m's encoding and is appended; seq is the
+// highest field number, so the result is what marshalling a copy gives.
+func encodeMessage(m *wirepb.Message, seq uint64) ([]byte, error) {
+	if m.Seq != 0 {
+		c := proto.CloneOf(m)
+		c.Seq = seq
+		return proto.Marshal(c)
+	}
+	n := proto.Size(m)
+	b := make([]byte, 0, n+protowire.SizeTag(seqField)+protowire.SizeVarint(seq))
+	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, m)
+	if err != nil {
+		return nil, err
+	}
+	b = protowire.AppendTag(b, seqField, protowire.VarintType)
+	return protowire.AppendVarint(b, seq), nil
+}
+
+// decode parses a stored message; it copies v (bbolt memory is only valid
+// inside the transaction).
+func decode(v []byte) (*wirepb.Message, error) {
+	if v == nil {
+		return nil, errors.New("missing message")
+	}
+	m := new(wirepb.Message)
+	if err := proto.Unmarshal(v, m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}

@@ -1,0 +1,117 @@
+package boltstore
+
+import (
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/parleyim/parley/schemas/wirepb"
+	"github.com/parleyim/parley/sync/mailbox"
+	"github.com/parleyim/parley/sync/storetest"
+)
+
+// testLogger logs to the test's output.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// openTest opens the store at path; the caller closes it.
+func openTest(t testing.TB, path string) *Store {
+	t.Helper()
+	s, err := Open(path, Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatalf("Open(%s) error = %v; want nil", path, err)
+	}
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	path := storetest.PerTest(func(t *testing.T) string {
+		return filepath.Join(t.TempDir(), "data", "mailbox.db")
+	})
+	storetest.Run(t, func(t *testing.T) mailbox.Store { return openTest(t, path(t)) })
+}
+
+func TestMigrationsRecorded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mailbox.db")
+	s := openTest(t, path)
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close() = %v; want nil", err)
+	}
+	s = openTest(t, path) // migrations already applied: no-op
+	defer s.Close()
+	var got uint64
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		got = binary.BigEndian.Uint64(tx.Bucket(bucketMeta).Get(keyVersion))
+		return nil
+	}); err != nil {
+		t.Fatalf("View error = %v", err)
+	}
+	if want := migrations[len(migrations)-1].version; got != want {
+		t.Errorf("schema version = %d; want %d", got, want)
+	}
+}
+
+func TestOpenRefusesNewerSchema(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mailbox.db")
+	s := openTest(t, path)
+	if err := s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keyVersion, seqKey(1_000))
+	}); err != nil {
+		t.Fatalf("Update error = %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close() = %v; want nil", err)
+	}
+	if s, err := Open(path, Options{}); err == nil {
+		s.Close()
+		t.Fatalf("Open(schema version 1000) error = nil; want an error")
+	}
+}
+
+// BenchmarkAppend measures one fsynced transaction appending one message to
+// each of batch users (a group commit of batch parts).
+//
+//	go test ./sync/boltstore -run '^$' -bench Append -benchtime 2000x
+func BenchmarkAppend(b *testing.B) {
+	for _, batch := range []int{1, 10, 100, 1000} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			s, err := Open(filepath.Join(b.TempDir(), "mailbox.db"), Options{})
+			if err != nil {
+				b.Fatalf("Open error = %v", err)
+			}
+			defer s.Close()
+			parts := make([]mailbox.Append, batch)
+			for i := range parts {
+				parts[i].UserID = fmt.Sprintf("user%05d", i)
+			}
+			body := make([]byte, 200)
+			b.ReportAllocs()
+			b.SetBytes(int64(batch * len(body)))
+			n := 0
+			for b.Loop() {
+				for i := range parts {
+					n++
+					parts[i].Items = []mailbox.Item{{Message: &wirepb.Message{
+						MsgId: fmt.Sprintf("m%09d", n), FromUser: "bob", Body: body, CreatedAtMs: 1_760_000_000_000,
+					}}}
+				}
+				res, err := s.Append(b.Context(), parts)
+				if err != nil {
+					b.Fatalf("Append error = %v", err)
+				}
+				for i := range parts {
+					if res[i].Err != nil {
+						b.Fatalf("part %d: %v", i, res[i].Err)
+					}
+					parts[i].After = res[i].MaxSeq
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/msg")
+		})
+	}
+}

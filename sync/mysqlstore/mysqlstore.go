@@ -1,0 +1,553 @@
+// Package mysqlstore is the production mailbox.Store: MySQL or MariaDB
+// (10.11+, strict mode), shared by every node of a cluster.
+//
+// The schema is schemas/migrations/mysql, applied at Open (see migrate.go).
+// One Append is one transaction: one query reads the max seq of every user
+// in the batch, one (per 500 items) finds the batch's msg ids and client keys
+// already stored, the store numbers the new items in memory, and multi-row
+// INSERTs write them, sorted by (uid, seq). The primary key (uid, seq) is what
+// keeps two writers of one mailbox (a zombie owner) from reusing a seq: the
+// loser's INSERT fails with a duplicate key, and the store retries the whole
+// transaction, which then reports ErrConflict for that part only.
+package mysqlstore
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/parleyim/parley/schemas/wirepb"
+	"github.com/parleyim/parley/sync/mailbox"
+)
+
+var _ mailbox.Store = (*Store)(nil)
+
+// Column limits of the schema, in bytes.
+const (
+	maxIDLen        = 64  // uid, msg_id, device_id
+	maxClientKeyLen = 140 // client_key: device "/" client msg id
+)
+
+// Statement sizing: every statement stays far below max_allowed_packet
+// (4 MiB on old MySQL, 16 MiB on MariaDB), even with blobs escaped.
+const (
+	maxRowsPerInsert  = 500
+	maxBytesPerInsert = 1 << 20
+	maxKeysPerQuery   = 500
+)
+
+// maxAttempts bounds the transaction retries after a deadlock or a
+// duplicate key raised by a concurrent writer.
+const maxAttempts = 3
+
+// MySQL error numbers the store retries on.
+const (
+	errDupEntry = 1062 // ER_DUP_ENTRY
+	errDeadlock = 1213 // ER_LOCK_DEADLOCK
+)
+
+// Options configures Open. The zero value is ready to use.
+type Options struct {
+	// MaxOpenConns caps the connection pool (idle connections included);
+	// zero means 32.
+	MaxOpenConns int
+	// ConnMaxLifetime recycles connections (so a failover or a proxy
+	// rebalance takes effect); zero means 30 minutes.
+	ConnMaxLifetime time.Duration
+	// Logger receives lifecycle, migration and driver logs; nil discards.
+	Logger *slog.Logger
+}
+
+// Store is a mailbox.Store on MySQL/MariaDB. Safe for concurrent use.
+type Store struct {
+	// Immutable after Open.
+	db  *sql.DB
+	log *slog.Logger
+
+	closed atomic.Bool // set by the first Close
+}
+
+// Open connects to the database named by dsn (a go-sql-driver/mysql DSN such
+// as "user:pass@tcp(127.0.0.1:3306)/parley"; see ParseURL for URLs), applies
+// the migrations it lacks and returns the store. The database must exist.
+// Open turns on interpolateParams (one round trip per statement) and sets a
+// 10s dial timeout when dsn has none.
+func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	cfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open mysqlstore: parse dsn: %w", err)
+	}
+	if cfg.DBName == "" {
+		return nil, errors.New("open mysqlstore: dsn names no database")
+	}
+	log = log.With("store", "mysql", "addr", cfg.Addr, "db", cfg.DBName)
+	cfg.InterpolateParams = true
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	cfg.Logger = driverLogger{log}
+	connector, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open mysqlstore db=%s: %w", cfg.DBName, err)
+	}
+	db := sql.OpenDB(connector)
+	conns := cmp.Or(opts.MaxOpenConns, 32)
+	db.SetMaxOpenConns(conns)
+	db.SetMaxIdleConns(conns)
+	db.SetConnMaxLifetime(cmp.Or(opts.ConnMaxLifetime, 30*time.Minute))
+	db.SetConnMaxIdleTime(5 * time.Minute)
+
+	s := &Store{db: db, log: log}
+	if err := db.PingContext(ctx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open mysqlstore addr=%s db=%s: %w", cfg.Addr, cfg.DBName, err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open mysqlstore addr=%s db=%s: %w", cfg.Addr, cfg.DBName, err)
+	}
+	return s, nil
+}
+
+// driverLogger sends go-sql-driver/mysql's logs to slog.
+type driverLogger struct{ log *slog.Logger }
+
+// Print implements mysql.Logger.
+func (l driverLogger) Print(v ...any) {
+	l.log.Warn("mysql driver", "detail", fmt.Sprint(v...))
+}
+
+// Close closes the connection pool. Idempotent; other methods return
+// mailbox.ErrClosed afterwards.
+func (s *Store) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close mysqlstore: %w", err)
+	}
+	return nil
+}
+
+// check returns mailbox.ErrClosed after Close, else ctx's error.
+func (s *Store) check(ctx context.Context) error {
+	if s.closed.Load() {
+		return mailbox.ErrClosed
+	}
+	return ctx.Err()
+}
+
+// Append implements mailbox.Store.
+func (s *Store) Append(ctx context.Context, batch []mailbox.Append) ([]mailbox.AppendResult, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, fmt.Errorf("append mailbox: %w", err)
+	}
+	if err := validate(batch); err != nil {
+		return nil, err
+	}
+	if len(batch) == 0 {
+		return []mailbox.AppendResult{}, nil
+	}
+	for attempt := 1; ; attempt++ {
+		res, err := s.appendTx(ctx, batch)
+		if err == nil {
+			return res, nil
+		}
+		var me *mysql.MySQLError
+		if attempt < maxAttempts && errors.As(err, &me) && (me.Number == errDupEntry || me.Number == errDeadlock) && ctx.Err() == nil {
+			s.log.Debug("append retry after concurrent writer", "attempt", attempt, "err", err)
+			continue
+		}
+		return nil, fmt.Errorf("append mailbox parts=%d: %w", len(batch), err)
+	}
+}
+
+// userID is a (uid, id) pair: a msg id or client key within a mailbox.
+type userID struct{ uid, id string }
+
+// stored is a message the batch found or wrote.
+type stored struct {
+	seq uint64
+	raw []byte // protobuf, Seq set
+}
+
+// row is one new mailbox row.
+type row struct {
+	uid, msgID, clientKey string
+	seq                   uint64
+	createdAtMs           int64
+	raw                   []byte
+}
+
+// appendTx runs one attempt of Append in one transaction.
+func (s *Store) appendTx(ctx context.Context, batch []mailbox.Append) (_ []mailbox.AppendResult, err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+
+	last, err := maxSeqs(ctx, tx, batch)
+	if err != nil {
+		return nil, err
+	}
+	byID, byKey, err := existing(ctx, tx, batch)
+	if err != nil {
+		return nil, err
+	}
+
+	results := make([]mailbox.AppendResult, len(batch))
+	var rows []row
+	for i := range batch {
+		a := &batch[i]
+		if a.After != last[a.UserID] {
+			results[i] = mailbox.AppendResult{Err: mailbox.ErrConflict, MaxSeq: last[a.UserID]}
+			continue
+		}
+		items := make([]mailbox.ItemResult, len(a.Items))
+		for j, it := range a.Items {
+			idKey := userID{a.UserID, it.Message.MsgId}
+			dup, ok := byID[idKey]
+			if !ok && it.ClientKey != "" {
+				dup, ok = byKey[userID{a.UserID, it.ClientKey}]
+			}
+			if ok {
+				m, err := decode(dup.raw)
+				if err != nil {
+					return nil, fmt.Errorf("decode uid=%s seq=%d: %w", a.UserID, dup.seq, err)
+				}
+				items[j] = mailbox.ItemResult{Seq: dup.seq, Duplicate: true, Existing: m}
+				continue
+			}
+			seq := last[a.UserID] + 1
+			raw, err := encodeMessage(it.Message, seq)
+			if err != nil {
+				return nil, fmt.Errorf("encode uid=%s msg_id=%s: %w", a.UserID, it.Message.MsgId, err)
+			}
+			last[a.UserID] = seq
+			st := stored{seq: seq, raw: raw}
+			byID[idKey] = st
+			if it.ClientKey != "" {
+				byKey[userID{a.UserID, it.ClientKey}] = st
+			}
+			rows = append(rows, row{
+				uid: a.UserID, msgID: it.Message.MsgId, clientKey: it.ClientKey,
+				seq: seq, createdAtMs: it.Message.CreatedAtMs, raw: raw,
+			})
+			items[j] = mailbox.ItemResult{Seq: seq}
+		}
+		results[i] = mailbox.AppendResult{Items: items, MaxSeq: last[a.UserID]}
+	}
+
+	// Insert in key order, so concurrent batches lock rows in one order.
+	slices.SortFunc(rows, func(a, b row) int {
+		return cmp.Or(strings.Compare(a.uid, b.uid), cmp.Compare(a.seq, b.seq))
+	})
+	if err := insertRows(ctx, tx, rows); err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	return results, nil
+}
+
+// maxSeqs returns the max seq of every user of batch (absent: 0).
+func maxSeqs(ctx context.Context, tx *sql.Tx, batch []mailbox.Append) (map[string]uint64, error) {
+	last := make(map[string]uint64, len(batch))
+	var uids []any
+	for i := range batch {
+		if _, ok := last[batch[i].UserID]; !ok {
+			last[batch[i].UserID] = 0
+			uids = append(uids, batch[i].UserID)
+		}
+	}
+	for chunk := range slices.Chunk(uids, maxKeysPerQuery) {
+		q := "SELECT uid, MAX(seq) FROM mailbox WHERE uid IN (" + placeholders(len(chunk), "?") + ") GROUP BY uid"
+		rows, err := tx.QueryContext(ctx, q, chunk...)
+		if err != nil {
+			return nil, fmt.Errorf("read max seqs: %w", err)
+		}
+		for rows.Next() {
+			var uid string
+			var seq uint64
+			if err := rows.Scan(&uid, &seq); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("read max seqs: %w", err)
+			}
+			last[uid] = seq
+		}
+		if err := rows.Close(); err != nil {
+			return nil, fmt.Errorf("read max seqs: %w", err)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("read max seqs: %w", err)
+		}
+	}
+	return last, nil
+}
+
+// existing returns the stored messages of the batch's users whose msg id or
+// client key some item of batch carries.
+func existing(ctx context.Context, tx *sql.Tx, batch []mailbox.Append) (byID, byKey map[userID]stored, err error) {
+	byID, byKey = map[userID]stored{}, map[userID]stored{}
+	var ids, keys []any // flattened (uid, id) pairs
+	for i := range batch {
+		a := &batch[i]
+		for _, it := range a.Items {
+			ids = append(ids, a.UserID, it.Message.MsgId)
+			if it.ClientKey != "" {
+				keys = append(keys, a.UserID, it.ClientKey)
+			}
+		}
+	}
+	lookup := func(col string, pairs []any) error {
+		for chunk := range slices.Chunk(pairs, 2*maxKeysPerQuery) {
+			q := "SELECT uid, seq, msg_id, client_key, message FROM mailbox WHERE (uid, " + col + ") IN (" +
+				placeholders(len(chunk)/2, "(?,?)") + ")"
+			rows, err := tx.QueryContext(ctx, q, chunk...)
+			if err != nil {
+				return fmt.Errorf("look up %s: %w", col, err)
+			}
+			for rows.Next() {
+				var uid, msgID string
+				var clientKey sql.NullString
+				var st stored
+				if err := rows.Scan(&uid, &st.seq, &msgID, &clientKey, &st.raw); err != nil {
+					rows.Close()
+					return fmt.Errorf("look up %s: %w", col, err)
+				}
+				byID[userID{uid, msgID}] = st
+				if clientKey.Valid {
+					byKey[userID{uid, clientKey.String}] = st
+				}
+			}
+			if err := rows.Close(); err != nil {
+				return fmt.Errorf("look up %s: %w", col, err)
+			}
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("look up %s: %w", col, err)
+			}
+		}
+		return nil
+	}
+	if err := lookup("msg_id", ids); err != nil {
+		return nil, nil, err
+	}
+	if err := lookup("client_key", keys); err != nil {
+		return nil, nil, err
+	}
+	return byID, byKey, nil
+}
+
+// insertRows writes rows in multi-row INSERTs of at most maxRowsPerInsert
+// rows and (unless one row is bigger) maxBytesPerInsert message bytes.
+func insertRows(ctx context.Context, tx *sql.Tx, rows []row) error {
+	const head = "INSERT INTO mailbox (uid, seq, msg_id, client_key, created_at_ms, message) VALUES "
+	for len(rows) > 0 {
+		n, size := 0, 0
+		for n < len(rows) && n < maxRowsPerInsert && (n == 0 || size+len(rows[n].raw) <= maxBytesPerInsert) {
+			size += len(rows[n].raw)
+			n++
+		}
+		args := make([]any, 0, 6*n)
+		for _, r := range rows[:n] {
+			var ck any
+			if r.clientKey != "" {
+				ck = r.clientKey
+			}
+			args = append(args, r.uid, r.seq, r.msgID, ck, r.createdAtMs, r.raw)
+		}
+		if _, err := tx.ExecContext(ctx, head+placeholders(n, "(?,?,?,?,?,?)"), args...); err != nil {
+			return fmt.Errorf("insert %d rows: %w", n, err)
+		}
+		rows = rows[n:]
+	}
+	return nil
+}
+
+// placeholders returns n copies of p separated by commas.
+func placeholders(n int, p string) string {
+	var b strings.Builder
+	b.Grow(n * (len(p) + 1))
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+// MaxSeq implements mailbox.Store.
+func (s *Store) MaxSeq(ctx context.Context, uid string) (uint64, error) {
+	if err := s.check(ctx); err != nil {
+		return 0, fmt.Errorf("max seq uid=%s: %w", uid, err)
+	}
+	var seq uint64
+	err := s.db.QueryRowContext(ctx, "SELECT COALESCE(MAX(seq), 0) FROM mailbox WHERE uid = ?", uid).Scan(&seq)
+	if err != nil {
+		return 0, fmt.Errorf("max seq uid=%s: %w", uid, err)
+	}
+	return seq, nil
+}
+
+// Fetch implements mailbox.Store. A limit <= 0 returns nothing.
+func (s *Store) Fetch(ctx context.Context, uid string, after, upTo uint64, limit int) ([]*wirepb.Message, error) {
+	if err := s.check(ctx); err != nil {
+		return nil, fmt.Errorf("fetch mailbox uid=%s: %w", uid, err)
+	}
+	if limit <= 0 || upTo <= after {
+		return nil, nil
+	}
+	rows, err := s.db.QueryContext(ctx,
+		"SELECT seq, message FROM mailbox WHERE uid = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+		uid, after, upTo, limit)
+	if err != nil {
+		return nil, fmt.Errorf("fetch mailbox uid=%s: %w", uid, err)
+	}
+	defer rows.Close()
+	var out []*wirepb.Message
+	for rows.Next() {
+		var seq uint64
+		var raw []byte
+		if err := rows.Scan(&seq, &raw); err != nil {
+			return nil, fmt.Errorf("fetch mailbox uid=%s: %w", uid, err)
+		}
+		m, err := decode(raw)
+		if err != nil {
+			return nil, fmt.Errorf("fetch mailbox uid=%s: decode seq=%d: %w", uid, seq, err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("fetch mailbox uid=%s: %w", uid, err)
+	}
+	return out, nil
+}
+
+// SetAcked implements mailbox.Store.
+func (s *Store) SetAcked(ctx context.Context, uid, deviceID string, seq uint64) error {
+	if err := s.check(ctx); err != nil {
+		return fmt.Errorf("set acked uid=%s device=%s: %w", uid, deviceID, err)
+	}
+	if err := checkID("user id", uid, maxIDLen); err != nil {
+		return fmt.Errorf("set acked: %w", err)
+	}
+	if err := checkID("device id", deviceID, maxIDLen); err != nil {
+		return fmt.Errorf("set acked uid=%s: %w", uid, err)
+	}
+	// updated_at is assigned first: it must compare with the old acked_seq.
+	_, err := s.db.ExecContext(ctx, `INSERT INTO devices (uid, device_id, acked_seq, updated_at)
+VALUES (?, ?, ?, NOW(3))
+ON DUPLICATE KEY UPDATE
+  updated_at = IF(VALUES(acked_seq) > acked_seq, VALUES(updated_at), updated_at),
+  acked_seq = GREATEST(acked_seq, VALUES(acked_seq))`, uid, deviceID, seq)
+	if err != nil {
+		return fmt.Errorf("set acked uid=%s device=%s: %w", uid, deviceID, err)
+	}
+	return nil
+}
+
+// Acked implements mailbox.Store.
+func (s *Store) Acked(ctx context.Context, uid, deviceID string) (uint64, error) {
+	if err := s.check(ctx); err != nil {
+		return 0, fmt.Errorf("acked uid=%s device=%s: %w", uid, deviceID, err)
+	}
+	var seq uint64
+	err := s.db.QueryRowContext(ctx, "SELECT acked_seq FROM devices WHERE uid = ? AND device_id = ?", uid, deviceID).Scan(&seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("acked uid=%s device=%s: %w", uid, deviceID, err)
+	}
+	return seq, nil
+}
+
+// validate rejects a batch the schema cannot take; it fails the whole batch
+// (mailbox.Store has no per-part error but ErrConflict), so callers should
+// validate at the edge.
+func validate(batch []mailbox.Append) error {
+	for i := range batch {
+		a := &batch[i]
+		if err := checkID("user id", a.UserID, maxIDLen); err != nil {
+			return fmt.Errorf("append mailbox part=%d: %w", i, err)
+		}
+		for j, it := range a.Items {
+			if it.Message == nil {
+				return fmt.Errorf("append mailbox uid=%s item=%d: nil message", a.UserID, j)
+			}
+			if err := checkID("msg id", it.Message.MsgId, maxIDLen); err != nil {
+				return fmt.Errorf("append mailbox uid=%s item=%d: %w", a.UserID, j, err)
+			}
+			if len(it.ClientKey) > maxClientKeyLen {
+				return fmt.Errorf("append mailbox uid=%s item=%d: client key longer than %d bytes", a.UserID, j, maxClientKeyLen)
+			}
+		}
+	}
+	return nil
+}
+
+// checkID rejects an empty id or one longer than max bytes.
+func checkID(what, id string, max int) error {
+	if id == "" {
+		return fmt.Errorf("empty %s", what)
+	}
+	if len(id) > max {
+		return fmt.Errorf("%s longer than %d bytes", what, max)
+	}
+	return nil
+}
+
+// seqField is wirepb.Message's seq field number.
+var seqField = (&wirepb.Message{}).ProtoReflect().Descriptor().Fields().ByName("seq").Number()
+
+// encodeMessage returns m's protobuf encoding with Seq set to seq, without
+// modifying m (messages are shared, immutable values). When m.Seq is zero
+// the field is absent from m's encoding and is appended; seq is the
+// highest field number, so the result is what marshalling a copy gives.
+func encodeMessage(m *wirepb.Message, seq uint64) ([]byte, error) {
+	if m.Seq != 0 {
+		c := proto.CloneOf(m)
+		c.Seq = seq
+		return proto.Marshal(c)
+	}
+	n := proto.Size(m)
+	b := make([]byte, 0, n+protowire.SizeTag(seqField)+protowire.SizeVarint(seq))
+	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, m)
+	if err != nil {
+		return nil, err
+	}
+	b = protowire.AppendTag(b, seqField, protowire.VarintType)
+	return protowire.AppendVarint(b, seq), nil
+}
+
+// decode parses a stored message.
+func decode(raw []byte) (*wirepb.Message, error) {
+	m := new(wirepb.Message)
+	if err := proto.Unmarshal(raw, m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}

@@ -1,0 +1,183 @@
+package mysqlstore
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parleyim/parley/schemas/migrations"
+	"github.com/parleyim/parley/schemas/wirepb"
+	"github.com/parleyim/parley/sync/mailbox"
+	"github.com/parleyim/parley/sync/mysqlstore/mysqltest"
+	"github.com/parleyim/parley/sync/storetest"
+)
+
+// testLogger logs to the test's output.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// openTest opens the store on dsn and closes it when t ends.
+func openTest(t testing.TB, dsn string) *Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	s, err := Open(ctx, dsn, Options{Logger: testLogger(t), MaxOpenConns: 8})
+	if err != nil {
+		t.Fatalf("Open error = %v; want nil", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	dsn := storetest.PerTest(func(t *testing.T) string { return mysqltest.NewDSN(t) })
+	storetest.Run(t, func(t *testing.T) mailbox.Store { return openTest(t, dsn(t)) })
+}
+
+func TestMigrationsConcurrentOpen(t *testing.T) {
+	dsn := mysqltest.NewDSN(t)
+	const nodes = 4
+	var wg sync.WaitGroup
+	for range nodes {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			s, err := Open(ctx, dsn, Options{Logger: testLogger(t)})
+			if err != nil {
+				t.Errorf("Open error = %v; want nil", err)
+				return
+			}
+			s.Close()
+		})
+	}
+	wg.Wait()
+
+	s := openTest(t, dsn)
+	rows, err := s.db.QueryContext(t.Context(), "SELECT version FROM schema_migrations ORDER BY version")
+	if err != nil {
+		t.Fatalf("read schema_migrations: %v", err)
+	}
+	defer rows.Close()
+	var got []uint64
+	for rows.Next() {
+		var v uint64
+		if err := rows.Scan(&v); err != nil {
+			t.Fatalf("scan: %v", err)
+		}
+		got = append(got, v)
+	}
+	files, err := loadMigrations(migrations.MySQL)
+	if err != nil {
+		t.Fatalf("loadMigrations error = %v", err)
+	}
+	var want []uint64
+	for _, f := range files {
+		want = append(want, f.version)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("schema_migrations versions = %v; want %v", got, want)
+	}
+}
+
+func TestLoadMigrations(t *testing.T) {
+	files, err := loadMigrations(migrations.MySQL)
+	if err != nil {
+		t.Fatalf("loadMigrations error = %v; want nil", err)
+	}
+	if len(files) == 0 || files[0].version != 1 || files[0].name != "0001_init" {
+		t.Fatalf("loadMigrations = %+v; want 0001_init first", files)
+	}
+	for i, f := range files {
+		if f.version != uint64(i+1) {
+			t.Errorf("migration %d has version %d; want %d (no gaps)", i, f.version, i+1)
+		}
+	}
+}
+
+func TestSplitStatements(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"", nil},
+		{"-- only a comment\n", nil},
+		{"SELECT 1;", []string{"SELECT 1"}},
+		{"-- c\nCREATE TABLE a (\n  x INT -- trailing\n);\n\n-- next\nCREATE TABLE b (y INT);\n",
+			[]string{"CREATE TABLE a (\n  x INT -- trailing\n)", "CREATE TABLE b (y INT)"}},
+		{"SELECT 'a;b'\n  , 2;\nSELECT 3", []string{"SELECT 'a;b'\n  , 2", "SELECT 3"}},
+	}
+	for _, tt := range tests {
+		if got := splitStatements(tt.in); !slices.Equal(got, tt.want) {
+			t.Errorf("splitStatements(%q) = %q; want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestParseURL(t *testing.T) {
+	tests := []struct {
+		in, want string
+		wantErr  bool
+	}{
+		{in: "mysql://root@127.0.0.1:3306/parley", want: "root@tcp(127.0.0.1:3306)/parley"},
+		{in: "mysql://root@db.internal/parley", want: "root@tcp(db.internal:3306)/parley"},
+		{in: "mysql://app:s3cret@db:3307/parley?timeout=5s&tls=true", want: "app:s3cret@tcp(db:3307)/parley?timeout=5s&tls=true"},
+		{in: "mysql://app:p%40ss%3Aw%2Frd@db/parley", want: "app:p@ss:w/rd@tcp(db:3306)/parley"},
+		{in: "mysql://root@[::1]:3306/parley", want: "root@tcp([::1]:3306)/parley"},
+		{in: "mysql://root@db/parley?sql_mode=%27STRICT_ALL_TABLES%27", want: "root@tcp(db:3306)/parley?sql_mode=%27STRICT_ALL_TABLES%27"},
+		{in: "mysql://root@db:3306", want: "root@tcp(db:3306)/"},
+		{in: "postgres://root@db/parley", wantErr: true},
+		{in: "mysql:///parley", wantErr: true},
+		{in: "mysql://root@db/parley?timeout=soon", wantErr: true},
+		{in: "::", wantErr: true},
+	}
+	for _, tt := range tests {
+		got, err := ParseURL(tt.in)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("ParseURL(%q) = %q, %v; want %q, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+// BenchmarkAppend measures one transaction appending one message to each of
+// batch users (a group commit of batch parts).
+//
+//	go test ./sync/mysqlstore -run '^$' -bench Append -benchtime 2000x
+func BenchmarkAppend(b *testing.B) {
+	for _, batch := range []int{1, 10, 100, 1000} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			s := openTest(b, mysqltest.NewDSN(b))
+			parts := make([]mailbox.Append, batch)
+			for i := range parts {
+				parts[i].UserID = fmt.Sprintf("user%05d", i)
+			}
+			body := make([]byte, 200)
+			b.ReportAllocs()
+			b.SetBytes(int64(batch * len(body)))
+			n := 0
+			for b.Loop() {
+				for i := range parts {
+					n++
+					parts[i].Items = []mailbox.Item{{Message: &wirepb.Message{
+						MsgId: fmt.Sprintf("m%09d", n), FromUser: "bob", Body: body, CreatedAtMs: 1_760_000_000_000,
+					}}}
+				}
+				res, err := s.Append(b.Context(), parts)
+				if err != nil {
+					b.Fatalf("Append error = %v", err)
+				}
+				for i := range parts {
+					if res[i].Err != nil {
+						b.Fatalf("part %d: %v", i, res[i].Err)
+					}
+					parts[i].After = res[i].MaxSeq
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/msg")
+		})
+	}
+}
