@@ -8,12 +8,9 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/go-sql-driver/mysql"
 
 	"github.com/parleyim/parley/client"
 	"github.com/parleyim/parley/edge/auth"
@@ -178,7 +175,7 @@ func TestRestartKeepsAcknowledged(t *testing.T) {
 			t.Run(store+"/"+sig.String(), func(t *testing.T) {
 				storeURL := ""
 				if store == "mysql" {
-					storeURL = mysqlURL(t)
+					storeURL = mysqltest.NewURL(t)
 				}
 				testRestart(t, storeURL, sig)
 			})
@@ -226,18 +223,4 @@ func testRestart(t *testing.T, storeURL string, sig syscall.Signal) {
 		t.Errorf("bob got %v; want seq %d \"after restart\"", m, n+1)
 	}
 	p.stop(t, syscall.SIGTERM)
-}
-
-// mysqlURL makes a fresh database and returns it as a --store URL.
-func mysqlURL(t *testing.T) string {
-	t.Helper()
-	cfg, err := mysql.ParseDSN(mysqltest.NewDSN(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	userinfo := cfg.User
-	if cfg.Passwd != "" {
-		userinfo += ":" + cfg.Passwd
-	}
-	return "mysql://" + userinfo + "@" + strings.TrimPrefix(cfg.Addr, "tcp(") + "/" + cfg.DBName
 }

@@ -1,0 +1,273 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parleyim/parley/client"
+	"github.com/parleyim/parley/schemas/wirepb"
+	"github.com/parleyim/parley/sync/mysqlstore/mysqltest"
+)
+
+func dialClient(t testing.TB, addr, uid, device string, mod ...func(*client.Config)) *client.Client {
+	t.Helper()
+	cfg := client.Config{Addr: addr, Token: token(t, uid), DeviceID: device}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, cfg)
+	if err != nil {
+		t.Fatalf("dial %s/%s: %v", uid, device, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// next reads n messages from c within a deadline.
+func next(t testing.TB, c *client.Client, n int) []*wirepb.Message {
+	t.Helper()
+	var got []*wirepb.Message
+	timeout := time.After(20 * time.Second)
+	for len(got) < n {
+		select {
+		case m, ok := <-c.Messages():
+			if !ok {
+				t.Fatalf("messages closed after %d of %d: %v", len(got), n, c.Err())
+			}
+			got = append(got, m)
+		case <-timeout:
+			t.Fatalf("got %d of %d messages", len(got), n)
+		}
+	}
+	return got
+}
+
+// quiet checks nothing more arrives on c for a moment.
+func quiet(t testing.TB, c *client.Client) {
+	t.Helper()
+	select {
+	case m := <-c.Messages():
+		t.Fatalf("unexpected extra message %v", m)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+func bodies(msgs []*wirepb.Message) []string {
+	out := make([]string, len(msgs))
+	for i, m := range msgs {
+		out[i] = fmt.Sprintf("%d:%s:%s", m.Seq, m.FromUser, m.Body)
+	}
+	return out
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestTwoUsersThreeDevices: alice on two devices, bob on one online and
+// one offline, over every transport. Messages reach every online device
+// (and the sender's other device); the offline device catches up by sync
+// with exact seqs.
+func TestTwoUsersThreeDevices(t *testing.T) {
+	n := startNode(t, "", "")
+	tcp := "tcp://" + n.TCPAddr().String()
+	ws := "ws://" + n.HTTPAddr().String() + "/ws"
+	jsonWS := func(c *client.Config) { c.JSON = true }
+
+	a1 := dialClient(t, tcp, "alice", "a1")
+	a2 := dialClient(t, ws, "alice", "a2", jsonWS)
+	b1 := dialClient(t, ws, "bob", "b1")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	var acks []*wirepb.SendAck
+	for i := range 5 {
+		ack, err := a1.SendText(ctx, "bob", fmt.Sprintf("hi %d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		acks = append(acks, ack)
+	}
+	reply, err := b1.SendText(ctx, "alice", "hello alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reply.Seq != 6 {
+		t.Errorf("bob's reply seq = %d; want 6", reply.Seq)
+	}
+	for i, ack := range acks {
+		if ack.Seq != uint64(i+1) || ack.Duplicate {
+			t.Errorf("ack %d = %v; want seq %d, not duplicate", i, ack, i+1)
+		}
+	}
+	want := []string{"1:alice:hi 0", "2:alice:hi 1", "3:alice:hi 2", "4:alice:hi 3", "5:alice:hi 4", "6:bob:hello alice"}
+	for name, c := range map[string]*client.Client{"a1": a1, "a2": a2, "b1": b1} {
+		if got := bodies(next(t, c, 6)); !equal(got, want) {
+			t.Errorf("%s got %v; want %v", name, got, want)
+		}
+	}
+	// Bob's second device was offline: it syncs the exact same entries.
+	b2 := dialClient(t, tcp, "bob", "b2")
+	if got := bodies(next(t, b2, 6)); !equal(got, want) {
+		t.Errorf("b2 synced %v; want %v", got, want)
+	}
+	for _, c := range []*client.Client{a1, a2, b1, b2} {
+		quiet(t, c)
+	}
+	// Messages keep their send time.
+	m := next(t, dialClient(t, tcp, "bob", "b3"), 1)[0]
+	if m.CreatedAtMs != acks[0].CreatedAtMs || m.MsgId != acks[0].MsgId {
+		t.Errorf("synced entry %v; want msg id %s created at %d", m, acks[0].MsgId, acks[0].CreatedAtMs)
+	}
+}
+
+// TestResendIsIdempotent: a resend with the same client msg id gets the
+// original ack and stores nothing.
+func TestResendIsIdempotent(t *testing.T) {
+	n := startNode(t, "", "")
+	c := dialRaw(t, n.TCPAddr())
+	c.signIn("alice", "a1")
+	first := sendAndAck(t, c, sendTo("bob", "same-id", []byte("once")))
+	second := sendAndAck(t, c, sendTo("bob", "same-id", []byte("once")))
+	if second.MsgId != first.MsgId || second.Seq != first.Seq || !second.Duplicate {
+		t.Errorf("resend ack = %v; want the original %v marked duplicate", second, first)
+	}
+	third := sendAndAck(t, c, sendTo("bob", "other-id", []byte("twice")))
+	if third.Seq != 2 {
+		t.Errorf("next seq = %d; want 2", third.Seq)
+	}
+	bob := dialClient(t, "tcp://"+n.TCPAddr().String(), "bob", "b1")
+	if got, want := bodies(next(t, bob, 2)), []string{"1:alice:once", "2:alice:twice"}; !equal(got, want) {
+		t.Errorf("bob got %v; want %v", got, want)
+	}
+	quiet(t, bob)
+}
+
+func sendAndAck(t *testing.T, c *rawConn, f *wirepb.Frame) *wirepb.SendAck {
+	t.Helper()
+	c.send(f)
+	for {
+		r := c.mustRead()
+		if e := r.GetError(); e != nil {
+			t.Fatalf("send: %v", e)
+		}
+		if a := r.GetSendAck(); a != nil {
+			return a
+		}
+	}
+}
+
+// TestReconnectAndReplace: a device signing in on a new socket replaces the
+// old one (closed with REPLACED), and the old socket closing later does not
+// silence the new one.
+func TestReconnectAndReplace(t *testing.T) {
+	n := startNode(t, "", "")
+	old := dialRaw(t, n.TCPAddr())
+	old.signIn("bob", "phone")
+	fresh := dialRaw(t, n.TCPAddr())
+	fresh.signIn("bob", "phone")
+	if e := old.expectClose(); e.GetCode() != wirepb.ErrorCode_ERROR_CODE_REPLACED {
+		t.Fatalf("old socket closed with %v; want REPLACED", e)
+	}
+	old.c.Close() // the stale socket's Offline arrives after the new Online
+	time.Sleep(100 * time.Millisecond)
+
+	alice := dialRaw(t, n.TCPAddr())
+	alice.signIn("alice", "a1")
+	sendAndAck(t, alice, sendTo("bob", "m1", []byte("still reaches you")))
+	f := fresh.mustRead()
+	if p := f.GetPush(); p == nil || string(p.Message.Body) != "still reaches you" || p.Message.Seq != 1 {
+		t.Fatalf("new socket got %v; want the push of seq 1", f)
+	}
+}
+
+// TestConcurrentSendersWhileSyncing: 32 senders write to one user while
+// another of that user's devices syncs in a loop. The syncing device must
+// end with exactly seqs 1..N: a page never skips a seq that commits later.
+func TestConcurrentSendersWhileSyncing(t *testing.T) {
+	for _, store := range []string{"embedded", "mysql"} {
+		t.Run(store, func(t *testing.T) {
+			url := ""
+			if store == "mysql" {
+				url = mysqltest.NewURL(t)
+			}
+			testConcurrentSenders(t, url)
+		})
+	}
+}
+
+func testConcurrentSenders(t *testing.T, store string) {
+	const senders, each = 32, 25
+	const total = senders * each
+	n := startNode(t, "", store)
+	addr := "tcp://" + n.TCPAddr().String()
+
+	syncer := dialRaw(t, n.TCPAddr())
+	syncer.signIn("target", "syncer")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, senders)
+	for s := range senders {
+		c := dialClient(t, addr, fmt.Sprintf("sender%d", s), "d", func(c *client.Config) { c.SendOnly = true })
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if _, err := c.SendText(ctx, "target", fmt.Sprintf("%d/%d", s, i)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	sendersDone := make(chan struct{})
+	go func() { wg.Wait(); close(sendersDone) }()
+
+	// Sync continuously with the raw protocol, ignoring pushes.
+	var max uint64
+	seen := 0
+	for max < total {
+		select {
+		case err := <-errs:
+			t.Fatalf("sender: %v", err)
+		case <-ctx.Done():
+			t.Fatalf("synced up to %d of %d", max, total)
+		default:
+		}
+		syncer.send(&wirepb.Frame{Id: 5, Body: &wirepb.Frame_Sync{Sync: &wirepb.Sync{AfterSeq: max, Limit: 50}}})
+		for {
+			f := syncer.mustRead()
+			b := f.GetSyncBatch()
+			if b == nil {
+				continue // a push
+			}
+			for _, m := range b.Messages {
+				if m.Seq != max+1 {
+					t.Fatalf("sync after %d returned seq %d: a seq was skipped", max, m.Seq)
+				}
+				max = m.Seq
+				seen++
+			}
+			break
+		}
+	}
+	<-sendersDone
+	if seen != total {
+		t.Errorf("synced %d entries; want %d", seen, total)
+	}
+}
