@@ -25,7 +25,12 @@ type Client struct {
 
 	ctx    context.Context // canceled by shutdown
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // every goroutine the client started
+	// deliverCtx stops deliverLoop alone; it is a child of ctx. Close stops
+	// delivery first so that its final Ack covers exactly what the app got.
+	deliverCtx    context.Context
+	deliverCancel context.CancelFunc
+	deliverDone   chan struct{}  // closed when deliverLoop returns
+	wg            sync.WaitGroup // every goroutine the client started
 
 	// 1-slot notifications; a send never blocks.
 	wake     chan struct{} // deliverLoop: the queue grew
@@ -83,6 +88,8 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	c.delivered.Store(cfg.LastSeq)
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.deliverCtx, c.deliverCancel = context.WithCancel(c.ctx)
+	c.deliverDone = make(chan struct{})
 	cn, err := c.connect(ctx)
 	if err != nil {
 		c.shutdown(err)
@@ -144,6 +151,8 @@ func (c *Client) Err() error {
 // returns nil.
 func (c *Client) Close() error {
 	if c.closeCalled.CompareAndSwap(false, true) {
+		c.deliverCancel()
+		<-c.deliverDone
 		c.sendAck(closeWriteTimeout)
 		c.shutdown(ErrClosed)
 	}
@@ -243,7 +252,7 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 	if c.cfg.TokenFunc != nil {
 		var err error
 		if token, err = c.cfg.TokenFunc(ctx); err != nil {
-			return nil, fmt.Errorf("client: get token: %w", err)
+			return nil, fmt.Errorf("get token: %w", err)
 		}
 	}
 	var t transport
@@ -266,7 +275,7 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 	}}}
 	if err := c.write(cn, f, c.cfg.RequestTimeout); err != nil {
 		c.failConn(cn, err)
-		return nil, fmt.Errorf("client: sign in: %w", err)
+		return nil, fmt.Errorf("sign in: %w", err)
 	}
 	var reply *wirepb.Frame
 	select {
@@ -276,19 +285,23 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 		select {
 		case reply = <-w.reply:
 		default:
-			return nil, fmt.Errorf("client: sign in: %w", cn.err)
+			var e *Error
+			if errors.As(cn.err, &e) { // refused with a closing Error frame
+				return nil, fmt.Errorf("sign in: %w", e)
+			}
+			return nil, fmt.Errorf("sign in: %w", cn.err)
 		}
 	case <-ctx.Done():
 		c.failConn(cn, ctx.Err())
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nil, fmt.Errorf("client: sign in: %w", ErrTimeout)
+			return nil, fmt.Errorf("sign in: %w", ErrTimeout)
 		}
-		return nil, fmt.Errorf("client: sign in: %w", ctx.Err())
+		return nil, fmt.Errorf("sign in: %w", ctx.Err())
 	}
 	if e := reply.GetError(); e != nil {
 		err := wireError(e)
 		c.failConn(cn, err)
-		return nil, fmt.Errorf("client: sign in: %w", err)
+		return nil, fmt.Errorf("sign in: %w", err)
 	}
 	ok := reply.GetSignInOk()
 	if ok == nil {
@@ -301,7 +314,7 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 	select {
 	case <-cn.done: // failed between the reply and now
 		c.mu.Unlock()
-		return nil, fmt.Errorf("client: sign in: %w", cn.err)
+		return nil, fmt.Errorf("sign in: %w", cn.err)
 	default:
 	}
 	if c.ctx.Err() != nil {

@@ -329,7 +329,10 @@ func TestDuplicatesDropped(t *testing.T) {
 	if err := bob.Sync(testCtx(t)); err != nil {
 		t.Fatalf("Sync error: %v", err)
 	}
-	bob.accept(s.boxes["bob"]...) // a replayed page, as a late SyncBatch would be
+	s.mu.Lock()
+	replay := append([]*wirepb.Message(nil), s.boxes["bob"]...)
+	s.mu.Unlock()
+	bob.accept(replay...) // a replayed page, as a late SyncBatch would be
 	expectNone(t, bob, 100*time.Millisecond)
 }
 

@@ -30,6 +30,7 @@ func (c *Client) accept(msgs ...*wirepb.Message) {
 		case s == c.max+1 && len(c.queue) < c.cfg.QueueSize:
 			c.queue = append(c.queue, m)
 			c.max = s
+			delete(c.pending, s) // a copy held while the queue was full
 			c.promoteLocked()
 			added = true
 		default:
@@ -49,23 +50,22 @@ func (c *Client) accept(msgs ...*wirepb.Message) {
 }
 
 // promoteLocked moves pending entries that now continue the sequence into
-// the queue, and forgets pending entries at or below max.
+// the queue. Pending never holds a seq at or below max: max only grows one
+// by one, and each step removes that seq from pending.
 func (c *Client) promoteLocked() {
-	if len(c.pending) == 0 {
-		return
-	}
-	for len(c.queue) < c.cfg.QueueSize {
+	for len(c.pending) > 0 && len(c.queue) < c.cfg.QueueSize {
 		m, ok := c.pending[c.max+1]
 		if !ok {
-			break
+			return
 		}
 		delete(c.pending, c.max+1)
 		c.queue = append(c.queue, m)
 		c.max++
 	}
-	c.dropStalePendingLocked()
 }
 
+// dropStalePendingLocked forgets pending entries at or below max, after max
+// jumped (ResumeFromAck).
 func (c *Client) dropStalePendingLocked() {
 	for s := range c.pending {
 		if s <= c.max {
@@ -78,6 +78,7 @@ func (c *Client) dropStalePendingLocked() {
 // closes it when the client stops.
 func (c *Client) deliverLoop() {
 	defer c.wg.Done()
+	defer close(c.deliverDone)
 	defer close(c.msgs)
 	for {
 		c.mu.Lock()
@@ -85,7 +86,7 @@ func (c *Client) deliverLoop() {
 			c.mu.Unlock()
 			select {
 			case <-c.wake:
-			case <-c.ctx.Done():
+			case <-c.deliverCtx.Done():
 				return
 			}
 			c.mu.Lock()
@@ -104,7 +105,7 @@ func (c *Client) deliverLoop() {
 		}
 		select {
 		case c.msgs <- m:
-		case <-c.ctx.Done():
+		case <-c.deliverCtx.Done():
 			return
 		}
 		c.delivered.Store(m.GetSeq())

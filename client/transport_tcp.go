@@ -54,7 +54,7 @@ func dialTCP(ctx context.Context, cfg *Config, addr string) (transport, error) {
 		nc, err = d.DialContext(ctx, "tcp", addr)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: dial tcp %s: %w", ErrDisconnected, addr, err)
+		return nil, fmt.Errorf("%w: %w", ErrDisconnected, err)
 	}
 	return newTCPTransport(nc, cfg.MaxFrameSize), nil
 }

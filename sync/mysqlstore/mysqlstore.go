@@ -2,13 +2,14 @@
 // (10.11+, strict mode), shared by every node of a cluster.
 //
 // The schema is schemas/migrations/mysql, applied at Open (see migrate.go).
-// One Append is one transaction: one query reads the max seq of every user
-// in the batch, one (per 500 items) finds the batch's msg ids and client keys
-// already stored, the store numbers the new items in memory, and multi-row
-// INSERTs write them, sorted by (uid, seq). The primary key (uid, seq) is what
-// keeps two writers of one mailbox (a zombie owner) from reusing a seq: the
-// loser's INSERT fails with a duplicate key, and the store retries the whole
-// transaction, which then reports ErrConflict for that part only.
+// One Append is one transaction: one query (per 500 users) reads the max seq
+// of every user in the batch, two (per 500 items) find the batch's msg ids
+// and client keys already stored, the store numbers the new items in memory,
+// and multi-row INSERTs write them, sorted by (uid, seq). The primary key
+// (uid, seq) is what keeps two writers of one mailbox (a zombie owner) from
+// reusing a seq: the loser's INSERT fails with a duplicate key, and the store
+// retries the whole transaction, which then reports ErrConflict for that
+// part only.
 package mysqlstore
 
 import (
@@ -282,9 +283,16 @@ func maxSeqs(ctx context.Context, tx *sql.Tx, batch []mailbox.Append) (map[strin
 			uids = append(uids, batch[i].UserID)
 		}
 	}
+	// One MAX per user, UNION ALL'd: each is a single index dive ("Select
+	// tables optimized away"), where MAX … WHERE uid IN (…) GROUP BY uid
+	// leaves the optimizer free to scan whole mailboxes.
+	const part = "SELECT ?, COALESCE(MAX(seq), 0) FROM mailbox WHERE uid = ?"
 	for chunk := range slices.Chunk(uids, maxKeysPerQuery) {
-		q := "SELECT uid, MAX(seq) FROM mailbox WHERE uid IN (" + placeholders(len(chunk), "?") + ") GROUP BY uid"
-		rows, err := tx.QueryContext(ctx, q, chunk...)
+		args := make([]any, 0, 2*len(chunk))
+		for _, uid := range chunk {
+			args = append(args, uid, uid)
+		}
+		rows, err := tx.QueryContext(ctx, placeholders(len(chunk), part, " UNION ALL "), args...)
 		if err != nil {
 			return nil, fmt.Errorf("read max seqs: %w", err)
 		}
@@ -321,10 +329,12 @@ func existing(ctx context.Context, tx *sql.Tx, batch []mailbox.Append) (byID, by
 			}
 		}
 	}
-	lookup := func(col string, pairs []any) error {
+	lookup := func(col, index string, pairs []any) error {
 		for chunk := range slices.Chunk(pairs, 2*maxKeysPerQuery) {
-			q := "SELECT uid, seq, msg_id, client_key, message FROM mailbox WHERE (uid, " + col + ") IN (" +
-				placeholders(len(chunk)/2, "(?,?)") + ")"
+			// The hint matters: with stale statistics MariaDB prefers the
+			// primary key's uid prefix and reads whole mailboxes.
+			q := "SELECT uid, seq, msg_id, client_key, message FROM mailbox FORCE INDEX (" + index +
+				") WHERE (uid, " + col + ") IN (" + placeholders(len(chunk)/2, "(?,?)", ",") + ")"
 			rows, err := tx.QueryContext(ctx, q, chunk...)
 			if err != nil {
 				return fmt.Errorf("look up %s: %w", col, err)
@@ -351,10 +361,10 @@ func existing(ctx context.Context, tx *sql.Tx, batch []mailbox.Append) (byID, by
 		}
 		return nil
 	}
-	if err := lookup("msg_id", ids); err != nil {
+	if err := lookup("msg_id", "mailbox_uid_msg_id", ids); err != nil {
 		return nil, nil, err
 	}
-	if err := lookup("client_key", keys); err != nil {
+	if err := lookup("client_key", "mailbox_uid_client_key", keys); err != nil {
 		return nil, nil, err
 	}
 	return byID, byKey, nil
@@ -378,7 +388,7 @@ func insertRows(ctx context.Context, tx *sql.Tx, rows []row) error {
 			}
 			args = append(args, r.uid, r.seq, r.msgID, ck, r.createdAtMs, r.raw)
 		}
-		if _, err := tx.ExecContext(ctx, head+placeholders(n, "(?,?,?,?,?,?)"), args...); err != nil {
+		if _, err := tx.ExecContext(ctx, head+placeholders(n, "(?,?,?,?,?,?)", ","), args...); err != nil {
 			return fmt.Errorf("insert %d rows: %w", n, err)
 		}
 		rows = rows[n:]
@@ -386,13 +396,13 @@ func insertRows(ctx context.Context, tx *sql.Tx, rows []row) error {
 	return nil
 }
 
-// placeholders returns n copies of p separated by commas.
-func placeholders(n int, p string) string {
+// placeholders returns n copies of p joined by sep.
+func placeholders(n int, p, sep string) string {
 	var b strings.Builder
-	b.Grow(n * (len(p) + 1))
+	b.Grow(n * (len(p) + len(sep)))
 	for i := range n {
 		if i > 0 {
-			b.WriteByte(',')
+			b.WriteString(sep)
 		}
 		b.WriteString(p)
 	}
@@ -421,7 +431,7 @@ func (s *Store) Fetch(ctx context.Context, uid string, after, upTo uint64, limit
 		return nil, nil
 	}
 	rows, err := s.db.QueryContext(ctx,
-		"SELECT seq, message FROM mailbox WHERE uid = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+		"SELECT seq, message FROM mailbox FORCE INDEX (PRIMARY) WHERE uid = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
 		uid, after, upTo, limit)
 	if err != nil {
 		return nil, fmt.Errorf("fetch mailbox uid=%s: %w", uid, err)

@@ -150,7 +150,11 @@ func TestParseURL(t *testing.T) {
 func BenchmarkAppend(b *testing.B) {
 	for _, batch := range []int{1, 10, 100, 1000} {
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
-			s := openTest(b, mysqltest.NewDSN(b))
+			s, err := Open(b.Context(), mysqltest.NewDSN(b), Options{})
+			if err != nil {
+				b.Fatalf("Open error = %v", err)
+			}
+			defer s.Close()
 			parts := make([]mailbox.Append, batch)
 			for i := range parts {
 				parts[i].UserID = fmt.Sprintf("user%05d", i)

@@ -271,3 +271,30 @@ func testConcurrentSenders(t *testing.T, store string) {
 		t.Errorf("synced %d entries; want %d", seen, total)
 	}
 }
+
+// TestPassivation: idle actors of offline users stop, and a passivated
+// user's next message continues its seqs.
+func TestPassivation(t *testing.T) {
+	n := startNode(t, "", "", func(c *Config) { c.ActorIdleTimeout = 200 * time.Millisecond })
+	alice := dialRaw(t, n.TCPAddr())
+	alice.signIn("alice", "a1")
+	for i := range 3 {
+		sendAndAck(t, alice, sendTo("bob", fmt.Sprintf("m%d", i), []byte("x")))
+	}
+	// bob is offline: his actor passivates; alice's stays (a device is online).
+	deadline := time.Now().Add(10 * time.Second)
+	for n.host.ActiveActors() != 1 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := n.host.ActiveActors(); got != 1 {
+		t.Fatalf("active actors = %d; want 1 (bob passivated, alice online)", got)
+	}
+	sendAndAck(t, alice, sendTo("bob", "m3", []byte("x")))
+	bob := dialClient(t, "tcp://"+n.TCPAddr().String(), "bob", "b1")
+	msgs := next(t, bob, 4)
+	for i, m := range msgs {
+		if m.Seq != uint64(i+1) {
+			t.Fatalf("bob's entry %d has seq %d; want %d", i, m.Seq, i+1)
+		}
+	}
+}

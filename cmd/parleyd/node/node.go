@@ -74,7 +74,10 @@ type Config struct {
 	MaxFrameSize int
 	// MaxBodySize is the largest message body in bytes; zero means 32 KiB.
 	MaxBodySize int
-	Logger      *slog.Logger
+	// ActorIdleTimeout passivates a user actor with no online device after
+	// this long without messages; zero means 2 minutes.
+	ActorIdleTimeout time.Duration
+	Logger           *slog.Logger
 }
 
 // Node is one running parleyd.
@@ -174,7 +177,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	n.host, err = host.New(host.Config{
 		NATS: n.nc, Store: n.store, Shards: cfg.Shards, CommitWorkers: workers,
-		MaxBodySize: cfg.MaxBodySize, Logger: log,
+		MaxBodySize: cfg.MaxBodySize, IdleTimeout: cfg.ActorIdleTimeout, Logger: log,
 	})
 	if err != nil {
 		return nil, err
