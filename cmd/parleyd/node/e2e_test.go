@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -296,5 +297,31 @@ func TestPassivation(t *testing.T) {
 		if m.Seq != uint64(i+1) {
 			t.Fatalf("bob's entry %d has seq %d; want %d", i, m.Seq, i+1)
 		}
+	}
+}
+
+// TestHTTPEndpoints: health, readiness, metrics and the chat page are
+// served; /dev/token only exists with the development secret.
+func TestHTTPEndpoints(t *testing.T) {
+	n := startNode(t, "", "")
+	base := "http://" + n.HTTPAddr().String()
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/metrics": 200, "/": 200, "/dev/token?user=alice": 404} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s = %d; want %d", path, resp.StatusCode, want)
+		}
+	}
+	dev := startNode(t, "", "", func(c *Config) { c.Secret = "" })
+	resp, err := http.Get("http://" + dev.HTTPAddr().String() + "/dev/token?user=alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("dev /dev/token = %d; want 200", resp.StatusCode)
 	}
 }

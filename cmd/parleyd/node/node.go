@@ -31,6 +31,7 @@ import (
 	"github.com/parleyim/parley/edge"
 	"github.com/parleyim/parley/edge/auth"
 	"github.com/parleyim/parley/edge/tcp"
+	"github.com/parleyim/parley/edge/web"
 	"github.com/parleyim/parley/edge/ws"
 	"github.com/parleyim/parley/sync/boltstore"
 	"github.com/parleyim/parley/sync/mailbox"
@@ -96,6 +97,8 @@ type Node struct {
 	httpLn  net.Listener
 	ready   atomic.Bool
 	closed  atomic.Bool
+
+	devTokens bool // serve /dev/token: only with the development secret
 }
 
 // Start starts every part and returns the running node. On error, whatever
@@ -190,7 +193,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	secret := cfg.Secret
 	if secret == "" {
 		secret = auth.DevSecret
-		log.Warn("no --secret set: using the development token secret; never do this in production")
+		n.devTokens = true
+		log.Warn("no --secret set: using the development token secret and serving /dev/token; never do this in production")
 	}
 	verifier, err := auth.NewVerifier([]byte(secret))
 	if err != nil {
@@ -235,7 +239,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}()
 	n.ready.Store(true)
 	log.Info("parleyd ready", "edge", cfg.EdgeID, "tcp", n.TCPAddr().String(), "http", n.HTTPAddr().String(),
-		"ws", "ws://"+n.HTTPAddr().String()+"/ws", "nats", natsURL)
+		"ws", "ws://"+n.HTTPAddr().String()+"/ws", "web", "http://"+n.HTTPAddr().String()+"/", "nats", natsURL)
 	return n, nil
 }
 
@@ -248,7 +252,12 @@ func (n *Node) routes() http.Handler {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "parley_actors_active", Help: "User actors running on this node.",
 	}, func() float64 { return float64(n.host.ActiveActors()) }))
+	var page web.Config
+	if n.devTokens {
+		page.Mint = func(uid string) (string, error) { return auth.Mint([]byte(auth.DevSecret), uid, 24*time.Hour) }
+	}
 	mux := http.NewServeMux()
+	mux.Handle("/", web.Handler(page))
 	mux.Handle("/ws", n.ws)
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
