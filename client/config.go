@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/parleyim/parley/schemas/wirepb"
 )
 
 // DefaultAddr is the address Dial uses when Config.Addr is empty: parleyd's
@@ -129,7 +131,7 @@ func (c Config) withDefaults() (Config, endpoint, error) {
 	case c.Token != "" && c.TokenFunc != nil:
 		return c, ep, errors.New("client: set Token or TokenFunc, not both")
 	}
-	if !validID(c.DeviceID) {
+	if !wirepb.ValidID(c.DeviceID) {
 		return c, ep, fmt.Errorf("client: invalid DeviceID %q: want 1-64 of [A-Za-z0-9_-]", c.DeviceID)
 	}
 	if c.Platform == "" {
@@ -188,19 +190,4 @@ func parseAddr(addr string) (endpoint, error) {
 		return endpoint{ws: true, addr: u.String()}, nil
 	}
 	return endpoint{}, fmt.Errorf("client: bad address %q: scheme %q is not tcp, ws or wss", addr, u.Scheme)
-}
-
-// validID reports whether s is 1–64 characters of [A-Za-z0-9_-], the rule
-// the server applies to user and device ids.
-func validID(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/parleyim/parley/schemas/wirepb"
 )
 
 // DevSecret is the HS256 secret parleyd uses when none is configured. It is
@@ -77,15 +79,4 @@ func Mint(secret []byte, uid string, ttl time.Duration) (string, error) {
 
 // ValidID reports whether s is a valid user or device id: 1–64 characters of
 // [A-Za-z0-9_-], safe as a NATS subject token.
-func ValidID(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
+func ValidID(s string) bool { return wirepb.ValidID(s) }

@@ -36,7 +36,6 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/parleyim/parley/schemas/wirepb"
@@ -251,7 +250,7 @@ func (t trees) appendPart(a *mailbox.Append) (mailbox.AppendResult, error) {
 			continue
 		}
 		last++
-		v, err := encodeMessage(it.Message, last)
+		v, err := mailbox.EncodeEntry(it.Message, last)
 		if err != nil {
 			return mailbox.AppendResult{}, fmt.Errorf("encode msg_id=%s: %w", it.Message.MsgId, err)
 		}
@@ -446,29 +445,6 @@ func mailKey(uid string, seq uint64) []byte {
 	k = append(k, uid...)
 	k = append(k, 0)
 	return binary.BigEndian.AppendUint64(k, seq)
-}
-
-// seqField is wirepb.Message's seq field number.
-var seqField = (&wirepb.Message{}).ProtoReflect().Descriptor().Fields().ByName("seq").Number()
-
-// encodeMessage returns m's protobuf encoding with Seq set to seq, without
-// modifying m (messages are shared, immutable values). When m.Seq is zero
-// the field is absent from m's encoding and is appended; seq is the
-// highest field number, so the result is what marshalling a copy gives.
-func encodeMessage(m *wirepb.Message, seq uint64) ([]byte, error) {
-	if m.Seq != 0 {
-		c := proto.CloneOf(m)
-		c.Seq = seq
-		return proto.Marshal(c)
-	}
-	n := proto.Size(m)
-	b := make([]byte, 0, n+protowire.SizeTag(seqField)+protowire.SizeVarint(seq))
-	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, m)
-	if err != nil {
-		return nil, err
-	}
-	b = protowire.AppendTag(b, seqField, protowire.VarintType)
-	return protowire.AppendVarint(b, seq), nil
 }
 
 // decode parses a stored message; it copies v (bbolt memory is only valid

@@ -26,7 +26,6 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/parleyim/parley/schemas/wirepb"
@@ -241,7 +240,7 @@ func (s *Store) appendTx(ctx context.Context, batch []mailbox.Append) (_ []mailb
 				continue
 			}
 			seq := last[a.UserID] + 1
-			raw, err := encodeMessage(it.Message, seq)
+			raw, err := mailbox.EncodeEntry(it.Message, seq)
 			if err != nil {
 				return nil, fmt.Errorf("encode uid=%s msg_id=%s: %w", a.UserID, it.Message.MsgId, err)
 			}
@@ -528,29 +527,6 @@ func checkID(what, id string, max int) error {
 		return fmt.Errorf("%s longer than %d bytes", what, max)
 	}
 	return nil
-}
-
-// seqField is wirepb.Message's seq field number.
-var seqField = (&wirepb.Message{}).ProtoReflect().Descriptor().Fields().ByName("seq").Number()
-
-// encodeMessage returns m's protobuf encoding with Seq set to seq, without
-// modifying m (messages are shared, immutable values). When m.Seq is zero
-// the field is absent from m's encoding and is appended; seq is the
-// highest field number, so the result is what marshalling a copy gives.
-func encodeMessage(m *wirepb.Message, seq uint64) ([]byte, error) {
-	if m.Seq != 0 {
-		c := proto.CloneOf(m)
-		c.Seq = seq
-		return proto.Marshal(c)
-	}
-	n := proto.Size(m)
-	b := make([]byte, 0, n+protowire.SizeTag(seqField)+protowire.SizeVarint(seq))
-	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, m)
-	if err != nil {
-		return nil, err
-	}
-	b = protowire.AppendTag(b, seqField, protowire.VarintType)
-	return protowire.AppendVarint(b, seq), nil
 }
 
 // decode parses a stored message.
