@@ -4,10 +4,14 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/parleyim/parley/actors/shard"
 	"github.com/parleyim/parley/client"
 	"github.com/parleyim/parley/schemas/wirepb"
 	"github.com/parleyim/parley/sync/mysqlstore/mysqltest"
@@ -323,5 +327,38 @@ func TestHTTPEndpoints(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Errorf("dev /dev/token = %d; want 200", resp.StatusCode)
+	}
+}
+
+// TestExternalNATS: with --nats-url the node uses that server, and refuses
+// to start against one without the shard subject mapping.
+func TestExternalNATS(t *testing.T) {
+	run := func(mapping bool) string {
+		s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go s.Start()
+		t.Cleanup(s.Shutdown)
+		if !s.ReadyForConnections(10 * time.Second) {
+			t.Fatal("nats not ready")
+		}
+		if mapping {
+			src, dest := shard.Mapping(shard.DefaultCount)
+			if err := s.GlobalAccount().AddMapping(src, dest); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return s.ClientURL()
+	}
+	_, err := Start(context.Background(), Config{DataDir: t.TempDir(), NATSURL: run(false), TCPListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", Secret: testSecret})
+	if err == nil || !strings.Contains(err.Error(), "mapping") {
+		t.Fatalf("start without mapping: err = %v; want an error about the subject mapping", err)
+	}
+	n := startNode(t, "", "", func(c *Config) { c.NATSURL = run(true) })
+	a := dialRaw(t, n.TCPAddr())
+	a.signIn("alice", "a1")
+	if ack := sendAndAck(t, a, sendTo("bob", "x", []byte("hi"))); ack.Seq != 1 {
+		t.Errorf("ack = %v; want seq 1", ack)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
 
 	"github.com/parleyim/parley/actors/shard"
 )
@@ -61,3 +63,31 @@ func (n natsLogger) Fatalf(format string, v ...any)  { n.l.Error(fmt.Sprintf(for
 func (n natsLogger) Errorf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
 func (n natsLogger) Debugf(format string, v ...any)  { n.l.Debug(fmt.Sprintf(format, v...)) }
 func (n natsLogger) Tracef(format string, v ...any)  {}
+
+// checkMapping verifies that the NATS server routes im.up.<uid>.<op> to the
+// shard subjects with the same partition count as this node: without the
+// mapping, clients sign in but every request times out.
+func checkMapping(nc *nats.Conn, shards int) error {
+	probe := "parley-probe-" + nuid.Next()
+	want := fmt.Sprintf("im.shard.%d.%s.probe", shard.Of(probe, shards), probe)
+	sub, err := nc.SubscribeSync("im.shard.*." + probe + ".probe")
+	if err != nil {
+		return fmt.Errorf("check nats subject mapping: %w", err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		return fmt.Errorf("check nats subject mapping: %w", err)
+	}
+	if err := nc.Publish(shard.UpSubject(probe, "probe"), nil); err != nil {
+		return fmt.Errorf("check nats subject mapping: %w", err)
+	}
+	m, err := sub.NextMsg(3 * time.Second)
+	if err != nil {
+		src, dest := shard.Mapping(shards)
+		return fmt.Errorf("the NATS server does not map %q to %q (add it under mappings in nats.conf, see the repo's nats.conf): %w", src, dest, err)
+	}
+	if m.Subject != want {
+		return fmt.Errorf("the NATS subject mapping sends %s to %s; want %s: its partition count differs from --shards %d", shard.UpSubject(probe, "probe"), m.Subject, want, shards)
+	}
+	return nil
+}

@@ -149,6 +149,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect nats %s: %w", natsURL, err)
 	}
+	if err := checkMapping(n.nc, cfg.Shards); err != nil {
+		return nil, fmt.Errorf("--nats-url %s: %w", natsURL, err)
+	}
 
 	// Store.
 	switch {
