@@ -162,3 +162,28 @@ func TestSlowReaderDisconnected(t *testing.T) {
 		t.Fatalf("open connections = %d; want 1 (the slow reader disconnected)", got)
 	}
 }
+
+// TestIdleTimeout: a signed-in connection that sends nothing is closed with
+// IDLE_TIMEOUT; one that pings stays.
+func TestIdleTimeout(t *testing.T) {
+	n := startNode(t, "", "", func(c *Config) { c.IdleTimeout = 1500 * time.Millisecond })
+	silent := dialRaw(t, n.TCPAddr())
+	silent.signIn("sam", "s1")
+	pinger := dialRaw(t, n.TCPAddr())
+	pinger.signIn("pat", "p1")
+	stop := time.After(3 * time.Second)
+	for done := false; !done; {
+		select {
+		case <-stop:
+			done = true
+		case <-time.After(500 * time.Millisecond):
+			pinger.send(&wirepb.Frame{Id: 3, Body: &wirepb.Frame_Ping{Ping: &wirepb.Ping{}}})
+			if f := pinger.mustRead(); f.GetPong() == nil {
+				t.Fatalf("ping answered with %v", f)
+			}
+		}
+	}
+	if e := silent.expectClose(); e.GetCode() != wirepb.ErrorCode_ERROR_CODE_IDLE_TIMEOUT {
+		t.Errorf("silent connection closed with %v; want IDLE_TIMEOUT", e)
+	}
+}
