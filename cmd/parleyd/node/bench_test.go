@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
 	"sync/atomic"
 	"testing"
 
@@ -13,9 +15,13 @@ import (
 // BenchmarkSendP2P measures 1:1 sends end to end over real TCP sockets: each
 // op is one Send acknowledged by the server (stored in the sender's mailbox
 // and durable in JetStream on its way to the recipient). 64 sender clients
-// (b.SetParallelism) write to 64 recipients; recipients are offline, so
+// (b.SetParallelism; PARLEY_BENCH_PARALLELISM×GOMAXPROCS) write to their own recipients; recipients are offline, so
 // their appends run through the durable delivery path.
 func BenchmarkSendP2P(b *testing.B) {
+	parallelism := 32
+	if v, err := strconv.Atoi(os.Getenv("PARLEY_BENCH_PARALLELISM")); err == nil && v > 0 {
+		parallelism = v
+	}
 	for _, store := range []string{"embedded", "mysql"} {
 		b.Run("store="+store, func(b *testing.B) {
 			url := ""
@@ -25,7 +31,7 @@ func BenchmarkSendP2P(b *testing.B) {
 			n := startNode(b, "", url)
 			addr := "tcp://" + n.TCPAddr().String()
 			var next atomic.Int64
-			b.SetParallelism(32) // × GOMAXPROCS senders
+			b.SetParallelism(parallelism) // × GOMAXPROCS senders
 			b.ReportAllocs()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,6 +76,9 @@ type Config struct {
 	MaxFrameSize int
 	// MaxBodySize is the largest message body in bytes; zero means 32 KiB.
 	MaxBodySize int
+	// Pprof serves net/http/pprof under /debug/pprof/ on the HTTP listener.
+	// Off by default: profiles expose internals.
+	Pprof bool
 	// ActorIdleTimeout passivates a user actor with no online device after
 	// this long without messages; zero means 2 minutes.
 	ActorIdleTimeout time.Duration
@@ -262,6 +266,13 @@ func (n *Node) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", web.Handler(page))
 	mux.Handle("/ws", n.ws)
+	if n.cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
