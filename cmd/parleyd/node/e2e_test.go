@@ -2,7 +2,9 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -360,5 +362,36 @@ func TestExternalNATS(t *testing.T) {
 	a.signIn("alice", "a1")
 	if ack := sendAndAck(t, a, sendTo("bob", "x", []byte("hi"))); ack.Seq != 1 {
 		t.Errorf("ack = %v; want seq 1", ack)
+	}
+}
+
+// TestPortRules: a taken address that was set explicitly is an error naming
+// its flag; a taken default falls back to a free port.
+func TestPortRules(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	addr := taken.Addr().String()
+	for flag, mod := range map[string]func(*Config){
+		"--tcp-listen":  func(c *Config) { c.TCPListen = addr },
+		"--http-listen": func(c *Config) { c.HTTPListen = addr },
+		"--nats-listen": func(c *Config) { c.NATSListen = addr },
+	} {
+		cfg := Config{DataDir: t.TempDir(), NATSListen: "127.0.0.1:0", TCPListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", Secret: testSecret}
+		mod(&cfg)
+		n, err := Start(context.Background(), cfg)
+		if err == nil {
+			_ = n.Shutdown(context.Background())
+			t.Fatalf("%s on a taken port: started; want an error", flag)
+		}
+		if !strings.Contains(err.Error(), flag) || !errors.Is(err, ErrPortInUse) {
+			t.Errorf("%s on a taken port: err = %v; want ErrPortInUse naming %s", flag, err, flag)
+		}
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	if got, err := freeIfTaken(addr, false, "--tcp-listen"); err != nil || strings.HasSuffix(got, ":"+port) {
+		t.Errorf("taken default %s: got %q, %v; want another port", addr, got, err)
 	}
 }
