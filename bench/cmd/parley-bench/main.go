@@ -1,0 +1,253 @@
+// Command parley-bench is Parley's load generator:
+//
+//	parley-bench p2p   [flags]  1:1 messages at a target rate or flat out, verified
+//	parley-bench conns [flags]  idle connections: connect time and server memory per connection
+//	parley-bench sync  [flags]  a fresh device catches up on a large mailbox
+//	parley-bench storm [flags]  every connection cut at once; reconnect and resync
+//
+// Without --addr it starts a server in-process on random loopback ports
+// (temporary data dir, embedded store unless --store) and stops it at the
+// end. It only ever sends traffic to loopback. Results print on stdout,
+// progress once a second on stderr, and with --out the result is written as
+// JSON. The exit code is 0 when every verification passed, 1 when one
+// failed and 2 when the run could not be set up.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/parleyim/parley/bench/scenario"
+)
+
+const usage = `usage: parley-bench <scenario> [flags]
+
+scenarios:
+  p2p    N senders each to its own online receiver, at --rate msgs/s (open loop)
+         or flat out (--rate 0, --inflight sends per sender); verifies every
+         message arrived exactly once and in order
+  conns  N idle connections: time to connect, connect latency, server memory
+         per connection (in-process server only)
+  sync   pre-load --messages into one mailbox, then a fresh device syncs them all
+  storm  N connected devices miss a backlog, all connections are cut at once,
+         they reconnect and resync; reports the time until all are synced
+
+Run "parley-bench <scenario> -h" for its flags. --quick sizes any scenario to
+finish in under 20s on a 2-core machine.
+`
+
+func main() {
+	if ran, code := scenario.RunAgent(); ran {
+		os.Exit(code)
+	}
+	os.Exit(run(os.Args))
+}
+
+// common holds the flags every scenario has.
+type common struct {
+	scenario.Common
+	quick     bool
+	out       string
+	serverLog string
+}
+
+func (c *common) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.Addr, "addr", "", "external server, tcp://127.0.0.1:7420 or ws://127.0.0.1:7480/ws (loopback only); empty: start one in-process")
+	fs.BoolVar(&c.WS, "ws", false, "in-process server: connect over WebSocket instead of TCP")
+	fs.StringVar(&c.Store, "store", "", "in-process server's store: mysql://user:pass@127.0.0.1:3306/db; empty: embedded")
+	fs.StringVar(&c.Secret, "secret", "", "token secret, must match the server's; empty: parleyd's development secret with --addr, a random one in-process")
+	fs.BoolVar(&c.quick, "quick", false, "small preset that finishes in under 20s on 2 cores (flags you set still win)")
+	fs.StringVar(&c.out, "out", "", "write the result as JSON to this file")
+	fs.StringVar(&c.serverLog, "server-log", "warn", "in-process server log level on stderr: debug, info, warn, error or off")
+}
+
+func run(args []string) int {
+	if len(args) < 2 || strings.HasPrefix(args[1], "-") {
+		fmt.Fprint(os.Stderr, usage)
+		return 2
+	}
+	name := args[1]
+	fs := flag.NewFlagSet("parley-bench "+name, flag.ContinueOnError)
+	var c common
+	c.register(fs)
+	var (
+		users, inflight, size, conns, parallel, messages, senders, backlog int
+		rate                                                               float64
+		duration                                                           time.Duration
+	)
+	// quick holds the --quick preset of each flag that has one.
+	quick := map[string]string{}
+	switch name {
+	case "p2p":
+		fs.IntVar(&users, "users", 64, "sender→receiver pairs")
+		fs.Float64Var(&rate, "rate", 0, "target total rate in msgs/s (open loop, latency from the scheduled time); 0: flat out")
+		fs.IntVar(&inflight, "inflight", 4, "concurrent sends per sender")
+		fs.IntVar(&size, "size", 64, "message body bytes (at least 64)")
+		fs.DurationVar(&duration, "duration", 30*time.Second, "how long to send")
+		quick = map[string]string{"users": "50", "rate": "2000", "duration": "10s"}
+	case "conns":
+		fs.IntVar(&conns, "conns", 10000, "idle connections (each a distinct user); lowered to fit the open-file limit")
+		fs.IntVar(&parallel, "parallel", 64, "concurrent dials")
+		fs.DurationVar(&duration, "duration", 5*time.Second, "how long to hold them idle")
+		quick = map[string]string{"conns": "8000", "duration": "3s"}
+	case "sync":
+		fs.IntVar(&messages, "messages", 200000, "messages to pre-load into the mailbox (K)")
+		fs.IntVar(&senders, "senders", 16, "users sending them in parallel")
+		fs.IntVar(&senders, "users", 16, "same as --senders")
+		fs.IntVar(&inflight, "inflight", 4, "concurrent sends per sender")
+		fs.IntVar(&size, "size", 64, "message body bytes (at least 64)")
+		fs.DurationVar(&duration, "duration", 2*time.Minute, "bound on the pre-load and, separately, on the catch-up")
+		quick = map[string]string{"messages": "50000", "duration": "30s"}
+	case "storm":
+		fs.IntVar(&conns, "conns", 2000, "connected devices (each a distinct user); lowered to fit the open-file limit")
+		fs.IntVar(&conns, "users", 2000, "same as --conns")
+		fs.IntVar(&backlog, "backlog", 5, "messages each device misses before the cut and must sync")
+		fs.IntVar(&senders, "senders", 16, "users sending the backlog")
+		fs.IntVar(&inflight, "inflight", 4, "concurrent sends per sender")
+		fs.DurationVar(&duration, "duration", time.Minute, "bound on the recovery after the cut")
+		quick = map[string]string{"conns": "2000", "duration": "15s"}
+	case "-h", "--help", "help":
+		fmt.Fprint(os.Stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(os.Stderr, "parley-bench: unknown scenario %q\n\n%s", name, usage)
+		return 2
+	}
+	if err := fs.Parse(args[2:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "parley-bench: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	if c.quick {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for flagName, v := range quick {
+			if !set[flagName] {
+				if err := fs.Set(flagName, v); err != nil {
+					panic(err) // the presets are ours
+				}
+			}
+		}
+	}
+	c.Duration = duration
+	c.Progress = os.Stderr
+	logger, err := serverLogger(c.serverLog)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "parley-bench:", err)
+		return 2
+	}
+	c.ServerLogger = logger
+	if limit, err := scenario.RaiseNoFile(); err != nil {
+		fmt.Fprintf(os.Stderr, "parley-bench: could not raise the open-file limit (now %d): %v\n", limit, err)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// Every phase has its own bound; this one catches anything they miss.
+	ctx, cancel := context.WithTimeout(ctx, 4*duration+10*time.Minute)
+	defer cancel()
+	var res *scenario.Result
+	switch name {
+	case "p2p":
+		res, err = scenario.P2P(ctx, scenario.P2PConfig{Common: c.Common, Users: users, Rate: rate, Inflight: inflight, Size: size})
+	case "conns":
+		res, err = scenario.Conns(ctx, scenario.ConnsConfig{Common: c.Common, Conns: conns, Parallel: parallel})
+	case "sync":
+		res, err = scenario.Sync(ctx, scenario.SyncConfig{Common: c.Common, Messages: messages, Senders: senders, Inflight: inflight, Size: size})
+	case "storm":
+		res, err = scenario.Storm(ctx, scenario.StormConfig{Common: c.Common, Clients: conns, Backlog: backlog, Senders: senders, Inflight: inflight})
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "parley-bench %s: %v\n", name, err)
+		return 2
+	}
+	res.Command = redactArgs(args)
+	res.WriteText(os.Stdout)
+	if c.out != "" {
+		if err := writeJSON(c.out, res); err != nil {
+			fmt.Fprintln(os.Stderr, "parley-bench:", err)
+			return 2
+		}
+		fmt.Fprintf(os.Stdout, "result written to %s\n", c.out)
+	}
+	if !res.Pass {
+		return 1
+	}
+	return 0
+}
+
+// redactArgs returns args with the --secret value and URL passwords hidden,
+// for the result file.
+func redactArgs(args []string) []string {
+	out := make([]string, len(args))
+	hideNext := false
+	for i, a := range args {
+		switch {
+		case hideNext:
+			a, hideNext = "REDACTED", false
+		case a == "--secret" || a == "-secret":
+			hideNext = true
+		case strings.HasPrefix(a, "--secret=") || strings.HasPrefix(a, "-secret="):
+			a = a[:strings.Index(a, "=")+1] + "REDACTED"
+		default:
+			if u, err := url.Parse(a); err == nil && u.User != nil {
+				if _, ok := u.User.Password(); ok {
+					a = u.Redacted()
+				}
+			}
+		}
+		out[i] = a
+	}
+	return out
+}
+
+func serverLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	switch level {
+	case "off":
+		return nil, nil
+	case "debug":
+		l = slog.LevelDebug
+	case "info":
+		l = slog.LevelInfo
+	case "warn":
+		l = slog.LevelWarn
+	case "error":
+		l = slog.LevelError
+	default:
+		return nil, fmt.Errorf("--server-log %q: want debug, info, warn, error or off", level)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+func writeJSON(path string, res *scenario.Result) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("write result: %w", err)
+	}
+	enc := json.NewEncoder(f)
+	enc.SetIndent("", "  ")
+	err = enc.Encode(res)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write result %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,83 @@
+package scenario
+
+import (
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// echoServer echoes every connection until it closes.
+func echoServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func roundTrip(c net.Conn, msg string) (string, error) {
+	if _, err := c.Write([]byte(msg)); err != nil {
+		return "", err
+	}
+	_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	buf := make([]byte, len(msg))
+	_, err := io.ReadFull(c, buf)
+	return string(buf), err
+}
+
+func TestProxy(t *testing.T) {
+	px, err := startProxy(echoServer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer px.close()
+	c, err := net.Dial("tcp", px.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got, err := roundTrip(c, "hello"); err != nil || got != "hello" {
+		t.Fatalf("forward: got %q, %v; want hello", got, err)
+	}
+
+	px.setBlackhole(true)
+	if got, err := roundTrip(c, "void"); err == nil {
+		t.Fatalf("blackhole: got %q; want a read timeout", got)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for px.discarded.Load() < 4 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if px.discarded.Load() != 4 {
+		t.Errorf("discarded %d bytes; want 4", px.discarded.Load())
+	}
+
+	if n := px.dropAll(); n != 1 {
+		t.Errorf("dropAll closed %d connections; want 1", n)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Errorf("read after dropAll succeeded; want the connection closed")
+	}
+	// New connections after the drop forward again.
+	c2, err := net.Dial("tcp", px.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if got, err := roundTrip(c2, "again"); err != nil || got != "again" {
+		t.Fatalf("after drop: got %q, %v; want again", got, err)
+	}
+}

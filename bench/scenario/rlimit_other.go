@@ -1,0 +1,8 @@
+//go:build !unix
+
+package scenario
+
+import "errors"
+
+// RaiseNoFile is not supported on this system; it returns 0 (unknown).
+func RaiseNoFile() (uint64, error) { return 0, errors.New("RLIMIT_NOFILE is unix only") }
