@@ -56,14 +56,15 @@ type Config struct {
 
 // Host owns the actors of this node.
 type Host struct {
-	cfg    Config
-	log    *slog.Logger
-	system *actor.ActorSystem
-	env    *user.Env
-	commit *mailbox.Committer
-	outbox *delivery.Outbox
-	ioSem  chan struct{}
-	ioWG   sync.WaitGroup
+	cfg      Config
+	log      *slog.Logger
+	system   *actor.ActorSystem
+	env      *user.Env
+	commit   *mailbox.Committer
+	outbox   *delivery.Outbox
+	ioSem    chan struct{} // read slots
+	writeSem chan struct{} // ack-cursor write slots
+	ioWG     sync.WaitGroup
 
 	mu       sync.Mutex // guards the following
 	actors   map[string]*actor.PID
@@ -102,6 +103,7 @@ func New(cfg Config) (*Host, error) {
 		cfg:      cfg,
 		log:      log,
 		ioSem:    make(chan struct{}, cfg.IOConcurrency),
+		writeSem: make(chan struct{}, 8),
 		actors:   make(map[string]*actor.PID),
 		stopping: make(map[string]chan struct{}),
 	}
@@ -135,7 +137,8 @@ func (h *Host) Start(ctx context.Context) error {
 		Outbox:      h.outbox,
 		Logger:      h.log,
 		Down:        h.down,
-		Go:          h.goIO,
+		Go:          func(f func(context.Context)) { h.goIO(h.ioSem, f) },
+		GoWrite:     func(f func(context.Context)) { h.goIO(h.writeSem, f) },
 		Passivate:   h.passivate,
 		Stopped:     h.stopped,
 		Forward:     h.forward,
@@ -267,13 +270,13 @@ func (h *Host) down(edgeID string, d *buspb.Down) {
 	}
 }
 
-// goIO runs f on a goroutine once one of IOConcurrency slots is free.
-func (h *Host) goIO(f func(ctx context.Context)) {
+// goIO runs f on a goroutine once one of sem's slots is free.
+func (h *Host) goIO(sem chan struct{}, f func(ctx context.Context)) {
 	h.ioWG.Add(1)
 	go func() {
 		defer h.ioWG.Done()
-		h.ioSem <- struct{}{}
-		defer func() { <-h.ioSem }()
+		sem <- struct{}{}
+		defer func() { <-sem }()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		f(ctx)

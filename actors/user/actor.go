@@ -83,6 +83,9 @@ type Actor struct {
 	byKey    map[string]*op
 	byMsgID  map[string]*op
 
+	ackWant map[string]uint64 // device → cursor not yet written
+	acking  bool              // a cursor write is in flight
+
 	passivating bool
 }
 
@@ -97,6 +100,7 @@ func New(uid string, env *Env, waitOn <-chan struct{}) *Actor {
 		devices: make(map[string]session),
 		byKey:   make(map[string]*op),
 		byMsgID: make(map[string]*op),
+		ackWant: make(map[string]uint64),
 	}
 }
 
@@ -128,6 +132,9 @@ func (a *Actor) Receive(ctx actor.Context) {
 		a.deliver(ctx, m)
 	case *commitDone:
 		a.committedBatch(ctx, m)
+	case *ackDone:
+		a.acking = false
+		a.flushAcks(ctx)
 	}
 }
 
@@ -148,7 +155,7 @@ func (a *Actor) load() bool {
 }
 
 func (a *Actor) maybePassivate(ctx actor.Context) {
-	if a.passivating || len(a.devices) > 0 || len(a.pending) > 0 || a.inflight != nil {
+	if a.passivating || len(a.devices) > 0 || len(a.pending) > 0 || a.inflight != nil || a.acking || len(a.ackWant) > 0 {
 		return
 	}
 	if a.env.Passivate(a.uid, ctx.Self()) {
@@ -176,7 +183,7 @@ func (a *Actor) up(ctx actor.Context, m *buspb.Up) {
 	case *buspb.Up_Sync:
 		a.sync(to, op.Sync)
 	case *buspb.Up_Ack:
-		a.ack(m.DeviceId, op.Ack.Seq)
+		a.ack(ctx, m.DeviceId, op.Ack.Seq)
 	case *buspb.Up_Read:
 		a.replyError(to, wirepb.ErrorCode_ERROR_CODE_UNKNOWN_FRAME, "read cursors are not implemented yet", "")
 	default:
@@ -468,12 +475,35 @@ func fitPage(msgs []*wirepb.Message, max int) []*wirepb.Message {
 	return msgs
 }
 
-func (a *Actor) ack(deviceID string, seq uint64) {
+// ack records a device's ack cursor. Cursor writes are coalesced: at most one
+// write per user is in flight, carrying the latest cursor of every device
+// that acked meanwhile, so acks never flood the store's writer.
+func (a *Actor) ack(ctx actor.Context, deviceID string, seq uint64) {
 	seq = min(seq, a.committed)
-	a.env.Go(func(ctx context.Context) {
-		if err := a.env.Store.SetAcked(ctx, a.uid, deviceID, seq); err != nil {
-			a.log.Warn("store ack cursor failed", "device", deviceID, "err", err)
+	if seq > a.ackWant[deviceID] {
+		a.ackWant[deviceID] = seq
+	}
+	a.flushAcks(ctx)
+}
+
+// ackDone tells the actor its cursor write finished.
+type ackDone struct{}
+
+func (a *Actor) flushAcks(ctx actor.Context) {
+	if a.acking || len(a.ackWant) == 0 {
+		return
+	}
+	want := a.ackWant
+	a.ackWant = make(map[string]uint64)
+	a.acking = true
+	self, system, uid, log := ctx.Self(), ctx.ActorSystem(), a.uid, a.log
+	a.env.GoWrite(func(ctx context.Context) {
+		for dev, seq := range want {
+			if err := a.env.Store.SetAcked(ctx, uid, dev, seq); err != nil {
+				log.Warn("store ack cursor failed", "device", dev, "err", err)
+			}
 		}
+		system.Root.Send(self, &ackDone{})
 	})
 }
 

@@ -22,8 +22,11 @@ type Env struct {
 
 	// Down publishes d to edge edgeID.
 	Down func(edgeID string, d *buspb.Down)
-	// Go runs f off the actor, bounded by the host's I/O concurrency limit.
+	// Go runs a read f off the actor, bounded by the host's read concurrency.
 	Go func(f func(ctx context.Context))
+	// GoWrite runs a small write f off the actor (ack cursors), bounded
+	// separately so writes never make reads (sync) wait.
+	GoWrite func(f func(ctx context.Context))
 	// Passivate asks the host to forget the actor; true means it did, and
 	// the actor must stop. Later messages for the user start a new actor
 	// that waits for this one's Stopped.

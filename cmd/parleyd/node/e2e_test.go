@@ -395,3 +395,27 @@ func TestPortRules(t *testing.T) {
 		t.Errorf("taken default %s: got %q, %v; want another port", addr, got, err)
 	}
 }
+
+// TestAckCursor: a device's Ack is stored (coalesced per user) and returned
+// as acked_seq at its next sign-in; it never moves backwards.
+func TestAckCursor(t *testing.T) {
+	n := startNode(t, "", "")
+	a := dialRaw(t, n.TCPAddr())
+	a.signIn("alice", "a1")
+	for i := range 3 {
+		sendAndAck(t, a, sendTo("bob", fmt.Sprintf("m%d", i), []byte("x")))
+	}
+	for _, seq := range []uint64{1, 3, 2} {
+		a.send(&wirepb.Frame{Body: &wirepb.Frame_Ack{Ack: &wirepb.Ack{Seq: seq}}})
+	}
+	var got uint64
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		c := dialRaw(t, n.TCPAddr())
+		got = c.signIn("alice", "a1").AckedSeq
+		c.c.Close()
+		if got == 3 {
+			return
+		}
+	}
+	t.Fatalf("acked_seq = %d; want 3", got)
+}
