@@ -383,47 +383,15 @@ func (s *Store) Acked(ctx context.Context, uid, deviceID string) (uint64, error)
 	return seq, nil
 }
 
-// Id limits, in bytes: the same as sync/mysqlstore's columns, so that what
-// the embedded store takes, production takes too.
-const (
-	maxIDLen        = 64  // uid, msg id
-	maxClientKeyLen = 140 // device "/" client msg id
-)
-
-// validate rejects a batch the store cannot take; it fails the whole batch
-// (mailbox.Store has no per-part error but ErrConflict), so callers should
-// validate at the edge.
+// validate applies mailbox.Validate, plus the embedded store's own rule.
 func validate(batch []mailbox.Append) error {
+	if err := mailbox.Validate(batch); err != nil {
+		return err
+	}
 	for i := range batch {
-		a := &batch[i]
-		if err := checkID("user id", a.UserID, maxIDLen); err != nil {
-			return fmt.Errorf("append mailbox part=%d: %w", i, err)
-		}
-		if strings.IndexByte(a.UserID, 0) >= 0 {
+		if strings.IndexByte(batch[i].UserID, 0) >= 0 { // 0 separates key parts
 			return fmt.Errorf("append mailbox part=%d: NUL in user id", i)
 		}
-		for j, it := range a.Items {
-			if it.Message == nil {
-				return fmt.Errorf("append mailbox uid=%s item=%d: nil message", a.UserID, j)
-			}
-			if err := checkID("msg id", it.Message.MsgId, maxIDLen); err != nil {
-				return fmt.Errorf("append mailbox uid=%s item=%d: %w", a.UserID, j, err)
-			}
-			if len(it.ClientKey) > maxClientKeyLen {
-				return fmt.Errorf("append mailbox uid=%s item=%d: client key longer than %d bytes", a.UserID, j, maxClientKeyLen)
-			}
-		}
-	}
-	return nil
-}
-
-// checkID rejects an empty id or one longer than max bytes.
-func checkID(what, id string, max int) error {
-	if id == "" {
-		return fmt.Errorf("empty %s", what)
-	}
-	if len(id) > max {
-		return fmt.Errorf("%s longer than %d bytes", what, max)
 	}
 	return nil
 }

@@ -34,12 +34,6 @@ import (
 
 var _ mailbox.Store = (*Store)(nil)
 
-// Column limits of the schema, in bytes.
-const (
-	maxIDLen        = 64  // uid, msg_id, device_id
-	maxClientKeyLen = 140 // client_key: device "/" client msg id
-)
-
 // Statement sizing: every statement stays far below max_allowed_packet
 // (4 MiB on old MySQL, 16 MiB on MariaDB), even with blobs escaped.
 const (
@@ -460,10 +454,10 @@ func (s *Store) SetAcked(ctx context.Context, uid, deviceID string, seq uint64) 
 	if err := s.check(ctx); err != nil {
 		return fmt.Errorf("set acked uid=%s device=%s: %w", uid, deviceID, err)
 	}
-	if err := checkID("user id", uid, maxIDLen); err != nil {
+	if err := mailbox.CheckID("user id", uid); err != nil {
 		return fmt.Errorf("set acked: %w", err)
 	}
-	if err := checkID("device id", deviceID, maxIDLen); err != nil {
+	if err := mailbox.CheckID("device id", deviceID); err != nil {
 		return fmt.Errorf("set acked uid=%s: %w", uid, err)
 	}
 	// updated_at is assigned first: it must compare with the old acked_seq.
@@ -494,40 +488,8 @@ func (s *Store) Acked(ctx context.Context, uid, deviceID string) (uint64, error)
 	return seq, nil
 }
 
-// validate rejects a batch the schema cannot take; it fails the whole batch
-// (mailbox.Store has no per-part error but ErrConflict), so callers should
-// validate at the edge.
-func validate(batch []mailbox.Append) error {
-	for i := range batch {
-		a := &batch[i]
-		if err := checkID("user id", a.UserID, maxIDLen); err != nil {
-			return fmt.Errorf("append mailbox part=%d: %w", i, err)
-		}
-		for j, it := range a.Items {
-			if it.Message == nil {
-				return fmt.Errorf("append mailbox uid=%s item=%d: nil message", a.UserID, j)
-			}
-			if err := checkID("msg id", it.Message.MsgId, maxIDLen); err != nil {
-				return fmt.Errorf("append mailbox uid=%s item=%d: %w", a.UserID, j, err)
-			}
-			if len(it.ClientKey) > maxClientKeyLen {
-				return fmt.Errorf("append mailbox uid=%s item=%d: client key longer than %d bytes", a.UserID, j, maxClientKeyLen)
-			}
-		}
-	}
-	return nil
-}
-
-// checkID rejects an empty id or one longer than max bytes.
-func checkID(what, id string, max int) error {
-	if id == "" {
-		return fmt.Errorf("empty %s", what)
-	}
-	if len(id) > max {
-		return fmt.Errorf("%s longer than %d bytes", what, max)
-	}
-	return nil
-}
+// validate applies mailbox.Validate (the schema's column limits).
+func validate(batch []mailbox.Append) error { return mailbox.Validate(batch) }
 
 // decode parses a stored message.
 func decode(raw []byte) (*wirepb.Message, error) {
