@@ -12,7 +12,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"runtime"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,72 +20,10 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/parleyim/parley/edge"
+	"github.com/parleyim/parley/edge/edgetest"
 	"github.com/parleyim/parley/edge/frame"
 	"github.com/parleyim/parley/schemas/wirepb"
 )
-
-// testHandler records events. With echo set it sends every frame back.
-type testHandler struct {
-	echo   bool
-	opened chan edge.Conn
-	closed chan edge.Conn
-	frames chan *wirepb.Frame
-
-	mu     sync.Mutex
-	events map[uint64][2]int // id -> {opened, closed} counts
-}
-
-func newTestHandler(echo bool) *testHandler {
-	return &testHandler{
-		echo:   echo,
-		opened: make(chan edge.Conn, 1<<14),
-		closed: make(chan edge.Conn, 1<<14),
-		frames: make(chan *wirepb.Frame, 1<<14),
-		events: make(map[uint64][2]int),
-	}
-}
-
-func (h *testHandler) Opened(c edge.Conn) {
-	h.mu.Lock()
-	e := h.events[c.ID()]
-	e[0]++
-	h.events[c.ID()] = e
-	h.mu.Unlock()
-	h.opened <- c
-}
-
-func (h *testHandler) Frame(c edge.Conn, f *wirepb.Frame) {
-	if h.echo {
-		b, err := proto.Marshal(f)
-		if err != nil {
-			panic(err)
-		}
-		_ = c.Send(b)
-		return
-	}
-	h.frames <- f
-}
-
-func (h *testHandler) Closed(c edge.Conn) {
-	h.mu.Lock()
-	e := h.events[c.ID()]
-	e[1]++
-	h.events[c.ID()] = e
-	h.mu.Unlock()
-	h.closed <- c
-}
-
-// checkOnce fails unless every connection saw Opened and Closed exactly once.
-func (h *testHandler) checkOnce(t testing.TB) {
-	t.Helper()
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for id, e := range h.events {
-		if e != [2]int{1, 1} {
-			t.Errorf("conn %d: Opened %d times, Closed %d times; want 1, 1", id, e[0], e[1])
-		}
-	}
-}
 
 func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -165,17 +102,6 @@ func readFrame(r io.Reader) (*wirepb.Frame, error) {
 	return frame.Decode(p)
 }
 
-func recv[T any](t testing.TB, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatalf("timed out waiting for %s", what)
-		panic("unreachable")
-	}
-}
-
 // expectError reads frames until an Error frame and checks its code, then
 // checks the server closes the connection.
 func expectError(t testing.TB, c net.Conn, code wirepb.ErrorCode) {
@@ -196,7 +122,7 @@ func expectError(t testing.TB, c net.Conn, code wirepb.ErrorCode) {
 }
 
 func TestNewValidates(t *testing.T) {
-	h := newTestHandler(false)
+	h := edgetest.NewHandler(false)
 	tests := []struct {
 		name string
 		cfg  Config
@@ -231,7 +157,7 @@ func TestNewValidates(t *testing.T) {
 }
 
 func TestAddrInUse(t *testing.T) {
-	s := startServer(t, Config{Handler: newTestHandler(false)})
+	s := startServer(t, Config{Handler: edgetest.NewHandler(false)})
 	if port := s.Addr().(*net.TCPAddr).Port; port == 0 {
 		t.Fatalf("Addr() = %v; want the real port", s.Addr())
 	}
@@ -241,7 +167,7 @@ func TestAddrInUse(t *testing.T) {
 	}
 	defer ln.Close()
 	for _, addr := range []string{s.Addr().String(), ln.Addr().String()} {
-		s2, err := New(Config{Handler: newTestHandler(false), Addr: addr, Logger: testLogger(t)})
+		s2, err := New(Config{Handler: edgetest.NewHandler(false), Addr: addr, Logger: testLogger(t)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -256,10 +182,10 @@ func TestAddrInUse(t *testing.T) {
 }
 
 func TestNoDelay(t *testing.T) {
-	h := newTestHandler(false)
+	h := edgetest.NewHandler(false)
 	s := startServer(t, Config{Handler: h})
 	dial(t, s, 0)
-	c := recv(t, h.opened, "Opened").(*conn)
+	c := edgetest.Recv(t, h.Opens, "Opened").(*conn)
 	v, err := unix.GetsockoptInt(c.gc.Fd(), unix.IPPROTO_TCP, unix.TCP_NODELAY)
 	if err != nil || v == 0 {
 		t.Fatalf("TCP_NODELAY = %d, %v; want on", v, err)
@@ -269,7 +195,7 @@ func TestNoDelay(t *testing.T) {
 // TestSplitCoalesced writes frames split and coalesced at random boundaries
 // over a real socket; the handler must see the same frames in order.
 func TestSplitCoalesced(t *testing.T) {
-	h := newTestHandler(false)
+	h := edgetest.NewHandler(false)
 	s := startServer(t, Config{Handler: h})
 	c := dial(t, s, 0)
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -305,7 +231,7 @@ func TestSplitCoalesced(t *testing.T) {
 		}
 	}()
 	for i := range n {
-		got := recv(t, h.frames, fmt.Sprintf("frame %d", i))
+		got := edgetest.Recv(t, h.Frames, fmt.Sprintf("frame %d", i))
 		if !proto.Equal(got, want[i]) {
 			t.Fatalf("frame %d = %v; want %v", i, got, want[i])
 		}
@@ -317,10 +243,10 @@ func TestSplitCoalesced(t *testing.T) {
 // in small pieces with pauses through a small receive window. Every frame must
 // arrive intact and in order.
 func TestSlowReader(t *testing.T) {
-	h := newTestHandler(false)
+	h := edgetest.NewHandler(false)
 	s := startServer(t, Config{Handler: h, MaxQueueBytes: 256 << 20})
 	c := dial(t, s, 4096)
-	sc := recv(t, h.opened, "Opened")
+	sc := edgetest.Recv(t, h.Opens, "Opened")
 
 	const n = 4000
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -409,13 +335,13 @@ func (s *slowReader) Read(p []byte) (int, error) {
 // TestSlowConsumer: a client that never reads is disconnected with
 // SLOW_CONSUMER once its queue passes MaxQueueBytes; others keep working.
 func TestSlowConsumer(t *testing.T) {
-	h := newTestHandler(true)
+	h := edgetest.NewHandler(true)
 	const maxQueue = 256 << 10
 	s := startServer(t, Config{Handler: h, MaxQueueBytes: maxQueue, DrainTimeout: 200 * time.Millisecond})
 	fast := dial(t, s, 0)
-	fastConn := recv(t, h.opened, "Opened fast")
+	fastConn := edgetest.Recv(t, h.Opens, "Opened fast")
 	dial(t, s, 4096) // never reads
-	slow := recv(t, h.opened, "Opened slow")
+	slow := edgetest.Recv(t, h.Opens, "Opened slow")
 
 	echo := func(id uint64) {
 		t.Helper()
@@ -448,7 +374,7 @@ func TestSlowConsumer(t *testing.T) {
 	if !errors.Is(err, edge.ErrSlowConsumer) && !errors.Is(err, edge.ErrConnClosed) {
 		t.Fatalf("Send to a client that never reads: %d sends, last err %v; want ErrSlowConsumer", sent, err)
 	}
-	if got := recv(t, h.closed, "Closed slow"); got != slow {
+	if got := edgetest.Recv(t, h.Closes, "Closed slow"); got != slow {
 		t.Fatalf("Closed(%d); want conn %d", got.ID(), slow.ID())
 	}
 	if code := wirepb.ErrorCode(slow.(*conn).code.Load()); code != wirepb.ErrorCode_ERROR_CODE_SLOW_CONSUMER {
@@ -468,7 +394,7 @@ func TestSlowConsumer(t *testing.T) {
 }
 
 func TestBadInput(t *testing.T) {
-	h := newTestHandler(false)
+	h := edgetest.NewHandler(false)
 	s := startServer(t, Config{Handler: h, MaxFrameSize: 1024})
 	ping := frame.Append(nil, encode(t, &wirepb.Frame{Id: 7, Body: &wirepb.Frame_Ping{Ping: &wirepb.Ping{}}}))
 	tests := []struct {
@@ -484,21 +410,21 @@ func TestBadInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := dial(t, s, 0)
-			recv(t, h.opened, "Opened")
+			edgetest.Recv(t, h.Opens, "Opened")
 			// A good frame first: it is delivered, then the bad bytes close.
 			if _, err := c.Write(append(append([]byte(nil), ping...), tt.in...)); err != nil {
 				t.Fatal(err)
 			}
-			if f := recv(t, h.frames, "ping"); f.GetId() != 7 {
+			if f := edgetest.Recv(t, h.Frames, "ping"); f.GetId() != 7 {
 				t.Fatalf("frame = %v; want ping 7", f)
 			}
 			expectError(t, c, tt.code)
-			recv(t, h.closed, "Closed")
+			edgetest.Recv(t, h.Closes, "Closed")
 		})
 	}
 	t.Run("exact max accepted", func(t *testing.T) {
 		c := dial(t, s, 0)
-		recv(t, h.opened, "Opened")
+		edgetest.Recv(t, h.Opens, "Opened")
 		f := &wirepb.Frame{Id: 9, Body: &wirepb.Frame_Send{Send: &wirepb.Send{}}}
 		for body := 0; ; body++ {
 			f.GetSend().Body = make([]byte, body)
@@ -509,7 +435,7 @@ func TestBadInput(t *testing.T) {
 		if _, err := c.Write(frame.Append(nil, encode(t, f))); err != nil {
 			t.Fatal(err)
 		}
-		if got := recv(t, h.frames, "max-size frame"); got.GetId() != 9 {
+		if got := edgetest.Recv(t, h.Frames, "max-size frame"); got.GetId() != 9 {
 			t.Fatalf("frame = %v; want id 9", got)
 		}
 	})
@@ -518,10 +444,10 @@ func TestBadInput(t *testing.T) {
 // TestCloseAfterSends: frames sent before Close arrive before its Error frame,
 // then EOF.
 func TestCloseAfterSends(t *testing.T) {
-	h := newTestHandler(false)
+	h := edgetest.NewHandler(false)
 	s := startServer(t, Config{Handler: h})
 	c := dial(t, s, 4096)
-	sc := recv(t, h.opened, "Opened")
+	sc := edgetest.Recv(t, h.Opens, "Opened")
 	const n = 200
 	for i := range n {
 		b := encode(t, &wirepb.Frame{Id: uint64(i + 1), Body: &wirepb.Frame_Push{Push: &wirepb.Push{Message: &wirepb.Message{Body: make([]byte, 2000)}}}})
@@ -549,28 +475,28 @@ func TestCloseAfterSends(t *testing.T) {
 	if f, err := readFrame(r); err != io.EOF {
 		t.Fatalf("after Error: %v, %v; want EOF", f, err)
 	}
-	recv(t, h.closed, "Closed")
-	h.checkOnce(t)
+	edgetest.Recv(t, h.Closes, "Closed")
+	h.CheckOnce(t)
 }
 
 func TestClientHangUp(t *testing.T) {
-	h := newTestHandler(false)
+	h := edgetest.NewHandler(false)
 	s := startServer(t, Config{Handler: h})
 	c := dial(t, s, 0)
-	sc := recv(t, h.opened, "Opened")
+	sc := edgetest.Recv(t, h.Opens, "Opened")
 	c.Close()
-	if got := recv(t, h.closed, "Closed"); got != sc {
+	if got := edgetest.Recv(t, h.Closes, "Closed"); got != sc {
 		t.Fatalf("Closed(%d); want %d", got.ID(), sc.ID())
 	}
 	if code := wirepb.ErrorCode(sc.(*conn).code.Load()); code != wirepb.ErrorCode_ERROR_CODE_UNSPECIFIED {
 		t.Fatalf("code = %v; want UNSPECIFIED", code)
 	}
 	sc.Close(wirepb.ErrorCode_ERROR_CODE_INTERNAL, "after close") // no-op, no panic
-	h.checkOnce(t)
+	h.CheckOnce(t)
 }
 
 func TestShutdown(t *testing.T) {
-	h := newTestHandler(false)
+	h := edgetest.NewHandler(false)
 	s, err := New(Config{Handler: h, Addr: "127.0.0.1:0", Logger: testLogger(t), EventLoops: 2})
 	if err != nil {
 		t.Fatal(err)
@@ -581,7 +507,7 @@ func TestShutdown(t *testing.T) {
 	var clients []net.Conn
 	for range 3 {
 		clients = append(clients, dial(t, s, 0))
-		recv(t, h.opened, "Opened")
+		edgetest.Recv(t, h.Opens, "Opened")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -594,9 +520,9 @@ func TestShutdown(t *testing.T) {
 		expectError(t, c, wirepb.ErrorCode_ERROR_CODE_SHUTTING_DOWN)
 	}
 	for range 3 {
-		recv(t, h.closed, "Closed")
+		edgetest.Recv(t, h.Closes, "Closed")
 	}
-	h.checkOnce(t)
+	h.CheckOnce(t)
 	if err := s.Shutdown(ctx); err != nil {
 		t.Fatalf("second Shutdown = %v; want nil", err)
 	}
@@ -610,7 +536,7 @@ func TestShutdown(t *testing.T) {
 }
 
 func TestShutdownBeforeStart(t *testing.T) {
-	s, err := New(Config{Handler: newTestHandler(false), Addr: "127.0.0.1:0"})
+	s, err := New(Config{Handler: edgetest.NewHandler(false), Addr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -628,7 +554,7 @@ func TestShutdownBeforeStart(t *testing.T) {
 // TestShutdownDeadline: a client that never reads cannot hold Shutdown past
 // its context.
 func TestShutdownDeadline(t *testing.T) {
-	h := newTestHandler(false)
+	h := edgetest.NewHandler(false)
 	s, err := New(Config{Handler: h, Addr: "127.0.0.1:0", Logger: testLogger(t), DrainTimeout: time.Minute, MaxQueueBytes: 64 << 20})
 	if err != nil {
 		t.Fatal(err)
@@ -637,7 +563,7 @@ func TestShutdownDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	dial(t, s, 4096)
-	sc := recv(t, h.opened, "Opened")
+	sc := edgetest.Recv(t, h.Opens, "Opened")
 	big := make([]byte, 1<<20)
 	for range 16 {
 		if err := sc.Send(big); err != nil {
@@ -649,7 +575,7 @@ func TestShutdownDeadline(t *testing.T) {
 	if err := s.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Shutdown = %v; want DeadlineExceeded", err)
 	}
-	recv(t, h.closed, "Closed") // the engine stop cut it off
+	edgetest.Recv(t, h.Closes, "Closed") // the engine stop cut it off
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel2()
 	if err := s.Shutdown(ctx2); err != nil {
@@ -663,14 +589,14 @@ func TestIdleMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short")
 	}
-	h := newTestHandler(false)
+	h := edgetest.NewHandler(false)
 	s := startServer(t, Config{Handler: h})
 	const n = 2000
 	var before, after runtimeMem
 	before.read()
 	for range n {
 		dial(t, s, 0)
-		recv(t, h.opened, "Opened")
+		edgetest.Recv(t, h.Opens, "Opened")
 	}
 	after.read()
 	t.Logf("%d idle connections: %.0f bytes of heap each (client and server sides together)", n, float64(int64(after.heap)-int64(before.heap))/n)
@@ -679,7 +605,7 @@ func TestIdleMemory(t *testing.T) {
 func BenchmarkEcho(b *testing.B) {
 	for _, size := range []int{64, 1024, 16 << 10} {
 		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
-			h := newTestHandler(true)
+			h := edgetest.NewHandler(true)
 			s := startServer(b, Config{Handler: h, Logger: slog.New(slog.DiscardHandler)})
 			c := dial(b, s, 0)
 			f := &wirepb.Frame{Id: 1, Body: &wirepb.Frame_Send{Send: &wirepb.Send{ClientMsgId: "m"}}}

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,64 +17,10 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/parleyim/parley/edge"
+	"github.com/parleyim/parley/edge/edgetest"
 	"github.com/parleyim/parley/edge/frame"
 	"github.com/parleyim/parley/schemas/wirepb"
 )
-
-// testHandler records events. With echo set it sends every frame back.
-type testHandler struct {
-	echo   bool
-	opened chan edge.Conn
-	closed chan edge.Conn
-	frames chan *wirepb.Frame
-
-	mu     sync.Mutex
-	events map[uint64][2]int // id -> {opened, closed} counts
-}
-
-func newTestHandler(echo bool) *testHandler {
-	return &testHandler{
-		echo:   echo,
-		opened: make(chan edge.Conn, 1024),
-		closed: make(chan edge.Conn, 1024),
-		frames: make(chan *wirepb.Frame, 1024),
-		events: make(map[uint64][2]int),
-	}
-}
-
-func (h *testHandler) count(c edge.Conn, i int) {
-	h.mu.Lock()
-	e := h.events[c.ID()]
-	e[i]++
-	h.events[c.ID()] = e
-	h.mu.Unlock()
-}
-
-func (h *testHandler) Opened(c edge.Conn) { h.count(c, 0); h.opened <- c }
-func (h *testHandler) Closed(c edge.Conn) { h.count(c, 1); h.closed <- c }
-
-func (h *testHandler) Frame(c edge.Conn, f *wirepb.Frame) {
-	if h.echo {
-		b, err := proto.Marshal(f)
-		if err != nil {
-			panic(err)
-		}
-		_ = c.Send(b)
-		return
-	}
-	h.frames <- f
-}
-
-func (h *testHandler) checkOnce(t testing.TB) {
-	t.Helper()
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for id, e := range h.events {
-		if e != [2]int{1, 1} {
-			t.Errorf("conn %d: Opened %d times, Closed %d times; want 1, 1", id, e[0], e[1])
-		}
-	}
-}
 
 // startWS serves a Handler on an httptest server at /ws and returns the
 // ws:// URL. Cleanup shuts both down.
@@ -111,17 +56,6 @@ func dialWS(t testing.TB, url string, subprotocols ...string) *websocket.Conn {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
-}
-
-func recv[T any](t testing.TB, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatalf("timed out waiting for %s", what)
-		panic("unreachable")
-	}
 }
 
 func mustMarshal(t testing.TB, f *wirepb.Frame) []byte {
@@ -172,7 +106,7 @@ func expectClose(t testing.TB, c *websocket.Conn, json bool, code wirepb.ErrorCo
 }
 
 func TestNewValidates(t *testing.T) {
-	h := newTestHandler(false)
+	h := edgetest.NewHandler(false)
 	for _, cfg := range []Config{
 		{},
 		{Handler: h, MaxFrameSize: -1},
@@ -193,7 +127,7 @@ func TestNewValidates(t *testing.T) {
 }
 
 func TestRoundTripProto(t *testing.T) {
-	th := newTestHandler(true)
+	th := edgetest.NewHandler(true)
 	_, url := startWS(t, Config{Handler: th})
 	for _, offer := range [][]string{nil, {SubprotocolProto}, {"x-other", SubprotocolProto}} {
 		t.Run(fmt.Sprint(offer), func(t *testing.T) {
@@ -218,7 +152,7 @@ func TestRoundTripProto(t *testing.T) {
 }
 
 func TestRoundTripJSON(t *testing.T) {
-	th := newTestHandler(true)
+	th := edgetest.NewHandler(true)
 	_, url := startWS(t, Config{Handler: th})
 	c := dialWS(t, url, SubprotocolJSON)
 	if c.Subprotocol() != SubprotocolJSON {
@@ -243,10 +177,10 @@ func TestRoundTripJSON(t *testing.T) {
 
 // TestServerPushJSON: Send takes protobuf; a JSON client gets protojson text.
 func TestServerPushJSON(t *testing.T) {
-	th := newTestHandler(false)
+	th := edgetest.NewHandler(false)
 	_, url := startWS(t, Config{Handler: th})
 	c := dialWS(t, url, SubprotocolJSON)
-	sc := recv(t, th.opened, "Opened")
+	sc := edgetest.Recv(t, th.Opens, "Opened")
 	push := &wirepb.Frame{Body: &wirepb.Frame_Push{Push: &wirepb.Push{Message: &wirepb.Message{MsgId: "x", Seq: 1 << 60, Body: []byte("hello")}}}}
 	if err := sc.Send(mustMarshal(t, push)); err != nil {
 		t.Fatal(err)
@@ -266,7 +200,7 @@ func TestServerPushJSON(t *testing.T) {
 }
 
 func TestHandshakeRefusals(t *testing.T) {
-	th := newTestHandler(false)
+	th := edgetest.NewHandler(false)
 	h, url := startWS(t, Config{Handler: th, CheckOrigin: func(r *http.Request) bool {
 		return r.Header.Get("Origin") != "https://evil.example"
 	}})
@@ -307,7 +241,7 @@ func TestHandshakeRefusals(t *testing.T) {
 }
 
 func TestBadInput(t *testing.T) {
-	th := newTestHandler(false)
+	th := edgetest.NewHandler(false)
 	_, url := startWS(t, Config{Handler: th, MaxFrameSize: 1024})
 	ping := &wirepb.Frame{Id: 3, Body: &wirepb.Frame_Ping{Ping: &wirepb.Ping{}}}
 	tests := []struct {
@@ -334,7 +268,7 @@ func TestBadInput(t *testing.T) {
 				offer = SubprotocolJSON
 			}
 			c := dialWS(t, url, offer)
-			recv(t, th.opened, "Opened")
+			edgetest.Recv(t, th.Opens, "Opened")
 			var good []byte
 			mt := websocket.BinaryMessage
 			if tt.json {
@@ -345,7 +279,7 @@ func TestBadInput(t *testing.T) {
 			if err := c.WriteMessage(mt, good); err != nil {
 				t.Fatal(err)
 			}
-			if f := recv(t, th.frames, "ping"); !proto.Equal(f, ping) {
+			if f := edgetest.Recv(t, th.Frames, "ping"); !proto.Equal(f, ping) {
 				t.Fatalf("frame = %v; want %v", f, ping)
 			}
 			if err := c.WriteMessage(tt.mt, tt.data); err != nil {
@@ -354,21 +288,21 @@ func TestBadInput(t *testing.T) {
 				t.Logf("write %d bytes: %v", len(tt.data), err)
 			}
 			expectClose(t, c, tt.json, tt.code, tt.wsCode)
-			recv(t, th.closed, "Closed")
+			edgetest.Recv(t, th.Closes, "Closed")
 		})
 	}
-	th.checkOnce(t)
+	th.CheckOnce(t)
 }
 
 // TestSlowConsumer: a client that never reads is closed with SLOW_CONSUMER
 // once MaxQueue frames wait; another connection keeps working.
 func TestSlowConsumer(t *testing.T) {
-	th := newTestHandler(false)
+	th := edgetest.NewHandler(false)
 	_, url := startWS(t, Config{Handler: th, MaxQueue: 8, WriteTimeout: 300 * time.Millisecond})
 	fast := dialWS(t, url)
-	fastConn := recv(t, th.opened, "Opened fast")
+	fastConn := edgetest.Recv(t, th.Opens, "Opened fast")
 	dialWS(t, url) // never reads
-	slow := recv(t, th.opened, "Opened slow")
+	slow := edgetest.Recv(t, th.Opens, "Opened slow")
 
 	big := mustMarshal(t, &wirepb.Frame{Body: &wirepb.Frame_Push{Push: &wirepb.Push{Message: &wirepb.Message{Body: make([]byte, 64<<10)}}}})
 	var err error
@@ -385,7 +319,7 @@ func TestSlowConsumer(t *testing.T) {
 	if err := slow.Send(big); !errors.Is(err, edge.ErrConnClosed) {
 		t.Fatalf("Send after slow close = %v; want ErrConnClosed", err)
 	}
-	if got := recv(t, th.closed, "Closed slow"); got != slow {
+	if got := edgetest.Recv(t, th.Closes, "Closed slow"); got != slow {
 		t.Fatalf("Closed(%d); want %d", got.ID(), slow.ID())
 	}
 	t.Logf("cut off after %d sends of %d bytes", sent, len(big))
@@ -404,14 +338,14 @@ func TestSlowConsumer(t *testing.T) {
 func TestCloseAfterSends(t *testing.T) {
 	for _, json := range []bool{false, true} {
 		t.Run(fmt.Sprintf("json=%v", json), func(t *testing.T) {
-			th := newTestHandler(false)
+			th := edgetest.NewHandler(false)
 			_, url := startWS(t, Config{Handler: th})
 			offer := SubprotocolProto
 			if json {
 				offer = SubprotocolJSON
 			}
 			c := dialWS(t, url, offer)
-			sc := recv(t, th.opened, "Opened")
+			sc := edgetest.Recv(t, th.Opens, "Opened")
 			const n = 50
 			for i := range n {
 				if err := sc.Send(mustMarshal(t, &wirepb.Frame{Id: uint64(i + 1), Body: &wirepb.Frame_Pong{Pong: &wirepb.Pong{}}})); err != nil {
@@ -430,38 +364,38 @@ func TestCloseAfterSends(t *testing.T) {
 				}
 			}
 			expectClose(t, c, json, wirepb.ErrorCode_ERROR_CODE_REPLACED, websocket.ClosePolicyViolation)
-			recv(t, th.closed, "Closed")
-			th.checkOnce(t)
+			edgetest.Recv(t, th.Closes, "Closed")
+			th.CheckOnce(t)
 		})
 	}
 }
 
 func TestClientHangUp(t *testing.T) {
-	th := newTestHandler(false)
+	th := edgetest.NewHandler(false)
 	_, url := startWS(t, Config{Handler: th})
 	c := dialWS(t, url)
-	sc := recv(t, th.opened, "Opened")
+	sc := edgetest.Recv(t, th.Opens, "Opened")
 	_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye"), time.Now().Add(time.Second))
-	if got := recv(t, th.closed, "Closed"); got != sc {
+	if got := edgetest.Recv(t, th.Closes, "Closed"); got != sc {
 		t.Fatalf("Closed(%d); want %d", got.ID(), sc.ID())
 	}
 	c2 := dialWS(t, url)
-	sc2 := recv(t, th.opened, "Opened")
+	sc2 := edgetest.Recv(t, th.Opens, "Opened")
 	c2.NetConn().Close() // no close handshake at all
-	if got := recv(t, th.closed, "Closed"); got != sc2 {
+	if got := edgetest.Recv(t, th.Closes, "Closed"); got != sc2 {
 		t.Fatalf("Closed(%d); want %d", got.ID(), sc2.ID())
 	}
-	th.checkOnce(t)
+	th.CheckOnce(t)
 }
 
 func TestShutdown(t *testing.T) {
-	th := newTestHandler(false)
+	th := edgetest.NewHandler(false)
 	h, url := startWS(t, Config{Handler: th})
 	offers := []string{SubprotocolProto, SubprotocolJSON, SubprotocolProto}
 	var clients []*websocket.Conn
 	for _, o := range offers {
 		clients = append(clients, dialWS(t, url, o))
-		recv(t, th.opened, "Opened")
+		edgetest.Recv(t, th.Opens, "Opened")
 	}
 	// Clients answer the close message (gorilla does while reading).
 	errs := make(chan error, len(clients))
@@ -492,12 +426,12 @@ func TestShutdown(t *testing.T) {
 	}
 	t.Logf("Shutdown took %v", time.Since(start))
 	for range clients {
-		if err := recv(t, errs, "client"); err != nil {
+		if err := edgetest.Recv(t, errs, "client"); err != nil {
 			t.Fatal(err)
 		}
-		recv(t, th.closed, "Closed")
+		edgetest.Recv(t, th.Closes, "Closed")
 	}
-	th.checkOnce(t)
+	th.CheckOnce(t)
 	if err := h.Shutdown(ctx); err != nil {
 		t.Fatalf("second Shutdown = %v; want nil", err)
 	}
@@ -506,10 +440,10 @@ func TestShutdown(t *testing.T) {
 // TestShutdownDeadline: a client that never reads cannot hold Shutdown past
 // its context.
 func TestShutdownDeadline(t *testing.T) {
-	th := newTestHandler(false)
+	th := edgetest.NewHandler(false)
 	h, url := startWS(t, Config{Handler: th, WriteTimeout: time.Minute, MaxQueue: 4096})
 	dialWS(t, url) // never reads
-	sc := recv(t, th.opened, "Opened")
+	sc := edgetest.Recv(t, th.Opens, "Opened")
 	big := make([]byte, 256<<10)
 	for range 64 {
 		if err := sc.Send(big); err != nil {
@@ -521,13 +455,13 @@ func TestShutdownDeadline(t *testing.T) {
 	if err := h.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Shutdown = %v; want DeadlineExceeded", err)
 	}
-	recv(t, th.closed, "Closed")
+	edgetest.Recv(t, th.Closes, "Closed")
 }
 
 func BenchmarkEcho(b *testing.B) {
 	for _, json := range []bool{false, true} {
 		b.Run(fmt.Sprintf("json=%v", json), func(b *testing.B) {
-			th := newTestHandler(true)
+			th := edgetest.NewHandler(true)
 			_, url := startWS(b, Config{Handler: th, Logger: slog.New(slog.DiscardHandler)})
 			offer, mt := SubprotocolProto, websocket.BinaryMessage
 			f := &wirepb.Frame{Id: 1, Body: &wirepb.Frame_Send{Send: &wirepb.Send{ClientMsgId: "m", Body: make([]byte, 256)}}}
