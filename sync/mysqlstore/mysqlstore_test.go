@@ -2,7 +2,6 @@ package mysqlstore
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/parleyim/parley/schemas/migrations"
-	"github.com/parleyim/parley/schemas/wirepb"
 	"github.com/parleyim/parley/sync/mailbox"
 	"github.com/parleyim/parley/sync/mysqlstore/mysqltest"
 	"github.com/parleyim/parley/sync/storetest"
@@ -148,40 +146,11 @@ func TestParseURL(t *testing.T) {
 //
 //	go test ./sync/mysqlstore -run '^$' -bench Append -benchtime 2000x
 func BenchmarkAppend(b *testing.B) {
-	for _, batch := range []int{1, 10, 100, 1000} {
-		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
-			s, err := Open(b.Context(), mysqltest.NewDSN(b), Options{})
-			if err != nil {
-				b.Fatalf("Open error = %v", err)
-			}
-			defer s.Close()
-			parts := make([]mailbox.Append, batch)
-			for i := range parts {
-				parts[i].UserID = fmt.Sprintf("user%05d", i)
-			}
-			body := make([]byte, 200)
-			b.ReportAllocs()
-			b.SetBytes(int64(batch * len(body)))
-			n := 0
-			for b.Loop() {
-				for i := range parts {
-					n++
-					parts[i].Items = []mailbox.Item{{Message: &wirepb.Message{
-						MsgId: fmt.Sprintf("m%09d", n), FromUser: "bob", Body: body, CreatedAtMs: 1_760_000_000_000,
-					}}}
-				}
-				res, err := s.Append(b.Context(), parts)
-				if err != nil {
-					b.Fatalf("Append error = %v", err)
-				}
-				for i := range parts {
-					if res[i].Err != nil {
-						b.Fatalf("part %d: %v", i, res[i].Err)
-					}
-					parts[i].After = res[i].MaxSeq
-				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/msg")
-		})
-	}
+	storetest.BenchmarkAppend(b, func(b *testing.B) mailbox.Store {
+		s, err := Open(b.Context(), mysqltest.NewDSN(b), Options{})
+		if err != nil {
+			b.Fatalf("Open error = %v", err)
+		}
+		return s
+	})
 }
