@@ -141,7 +141,7 @@ func (h *Host) Start(ctx context.Context) error {
 		GoWrite:     func(f func(context.Context)) { h.goIO(h.writeSem, f) },
 		Passivate:   h.passivate,
 		Stopped:     h.stopped,
-		Forward:     h.forward,
+		Forward:     h.send,
 		IdleTimeout: h.cfg.IdleTimeout,
 		Heartbeat:   h.cfg.Heartbeat,
 		MaxBodySize: h.cfg.MaxBodySize,
@@ -232,8 +232,6 @@ func (h *Host) send(uid string, msg any) {
 	h.mu.Unlock()
 	h.system.Root.Send(pid, msg)
 }
-
-func (h *Host) forward(uid string, msg any) { h.send(uid, msg) }
 
 func (h *Host) passivate(uid string, pid *actor.PID) bool {
 	h.mu.Lock()
