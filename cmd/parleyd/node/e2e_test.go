@@ -408,6 +408,13 @@ func TestAckCursor(t *testing.T) {
 	for _, seq := range []uint64{1, 3, 2} {
 		a.send(&wirepb.Frame{Body: &wirepb.Frame_Ack{Ack: &wirepb.Ack{Seq: seq}}})
 	}
+	// The edge handles one connection's frames in order: once the Pong is
+	// back, the Acks are on the bus ahead of the next sign-in, which would
+	// otherwise replace this connection before its Acks were read.
+	a.send(&wirepb.Frame{Id: 4, Body: &wirepb.Frame_Ping{Ping: &wirepb.Ping{}}})
+	if f := a.mustRead(); f.GetPong() == nil {
+		t.Fatalf("ping answered with %v", f)
+	}
 	var got uint64
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		c := dialRaw(t, n.TCPAddr())
