@@ -1,9 +1,11 @@
 // Package edge is the session core of an edge node: it signs connections in,
 // turns their frames into messages for user actors on NATS (im.up.<uid>.<op>)
 // and writes what actors send back on the edge's one subject
-// (im.edge.<edgeID>) to the right connections. It never owns a socket:
-// edge/tcp (gnet event loop) and edge/ws (gorilla/websocket) hand it
-// connections through the Handler interface.
+// (im.edge.<edgeID>) to the right connections. It also subscribes to
+// im.edge.all (a Down for every signed-in connection) and serves chat rooms
+// itself (rooms.go): rooms are read diffusion and involve no user actor. It
+// never owns a socket: edge/tcp (gnet event loop) and edge/ws
+// (gorilla/websocket) hand it connections through the Handler interface.
 package edge
 
 import (
@@ -16,8 +18,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/parleyim/parley/actors/msgid"
+	"github.com/parleyim/parley/actors/room"
 	"github.com/parleyim/parley/actors/shard"
 	"github.com/parleyim/parley/edge/auth"
 	"github.com/parleyim/parley/schemas/buspb"
@@ -37,9 +42,15 @@ type HubConfig struct {
 	IdleTimeout time.Duration
 	// Tick is how often the shared deadline scan runs; zero means 1s.
 	Tick time.Duration
-	// MaxBodySize refuses larger message bodies at the edge; zero means 32 KiB.
+	// MaxBodySize refuses larger message bodies (and Call params) at the
+	// edge; zero means 32 KiB.
 	MaxBodySize int
-	Logger      *slog.Logger
+	// Rooms sizes the shared room stream that Start creates or updates.
+	Rooms room.Config
+	// MaxRoomsPerConn caps the rooms one connection may be in at once; zero
+	// means 64.
+	MaxRoomsPerConn int
+	Logger          *slog.Logger
 }
 
 // connState is the hub's view of one connection.
@@ -53,17 +64,39 @@ type connState struct {
 	// Written once at sign-in by Frame (calls for one connection are never
 	// concurrent) before signedIn is set; read after signedIn.
 	uid, device string
+
+	// rooms is the set of rooms this connection joined; nil until the first
+	// join, so idle connections pay nothing. Guarded by Hub.roomsMu.
+	rooms map[string]struct{}
 }
 
 // Hub is the session core. Safe for concurrent use.
+//
+// Lock order: mu and roomsMu are never held together.
 type Hub struct {
-	cfg HubConfig
-	log *slog.Logger
+	// Immutable after NewHub.
+	cfg       HubConfig
+	log       *slog.Logger
+	ids       *msgid.Gen    // room message ids
+	replays   chan struct{} // semaphore: room joins answered off the caller's goroutine
+	publishes chan struct{} // semaphore: room publishes in flight
+	// tasksCtx is cancelled by Shutdown so room tasks stop early.
+	tasksCtx    context.Context
+	cancelTasks context.CancelFunc
 
 	mu    sync.RWMutex // guards conns
 	conns map[uint64]*connState
 
-	sub      *nats.Subscription
+	roomsMu     sync.RWMutex // guards rooms, roomsClosed and every connState.rooms
+	rooms       map[string]*roomState
+	roomsClosed bool           // set by Shutdown: no new members or tasks
+	tasks       sync.WaitGroup // room replays and publishes; Add only under roomsMu while !roomsClosed
+
+	// Set by Start.
+	js    jetstream.JetStream
+	sub   *nats.Subscription // im.edge.<edgeID>
+	bcast *nats.Subscription // im.edge.all
+
 	stop     chan struct{}
 	wg       sync.WaitGroup
 	shutdown atomic.Bool
@@ -75,6 +108,9 @@ var _ Handler = (*Hub)(nil)
 func NewHub(cfg HubConfig) (*Hub, error) {
 	if !auth.ValidID(cfg.EdgeID) {
 		return nil, fmt.Errorf("edge: invalid edge id %q", cfg.EdgeID)
+	}
+	if shard.EdgeSubject(cfg.EdgeID) == shard.BroadcastSubject {
+		return nil, fmt.Errorf("edge: edge id %q is reserved for the broadcast subject", cfg.EdgeID)
 	}
 	if cfg.NATS == nil || cfg.Verifier == nil {
 		return nil, errors.New("edge: NATS and Verifier are required")
@@ -91,24 +127,52 @@ func NewHub(cfg HubConfig) (*Hub, error) {
 	if cfg.MaxBodySize <= 0 {
 		cfg.MaxBodySize = 32 << 10
 	}
+	if cfg.MaxRoomsPerConn <= 0 {
+		cfg.MaxRoomsPerConn = 64
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Hub{cfg: cfg, log: log.With("edge", cfg.EdgeID), conns: make(map[uint64]*connState), stop: make(chan struct{})}, nil
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Hub{
+		cfg: cfg, log: log.With("edge", cfg.EdgeID), ids: msgid.New(),
+		replays: make(chan struct{}, maxRoomReplays), publishes: make(chan struct{}, maxRoomPublishes),
+		tasksCtx: ctx, cancelTasks: cancel,
+		conns: make(map[uint64]*connState), rooms: make(map[string]*roomState),
+		stop: make(chan struct{}),
+	}, nil
 }
 
-// Start subscribes to the edge's subject and starts the deadline ticker.
+// Start ensures the room stream, subscribes to the edge's subject and to the
+// broadcast subject, and starts the deadline ticker.
 func (h *Hub) Start() error {
+	js, err := jetstream.New(h.cfg.NATS)
+	if err != nil {
+		return fmt.Errorf("edge: jetstream: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := room.EnsureStream(ctx, js, h.cfg.Rooms); err != nil {
+		return fmt.Errorf("edge: %w", err)
+	}
+	h.js = js
 	sub, err := h.cfg.NATS.Subscribe(shard.EdgeSubject(h.cfg.EdgeID), h.onDown)
 	if err != nil {
 		return fmt.Errorf("edge: subscribe %s: %w", shard.EdgeSubject(h.cfg.EdgeID), err)
 	}
 	_ = sub.SetPendingLimits(1<<20, 256<<20)
-	if err := h.cfg.NATS.FlushTimeout(5 * time.Second); err != nil {
-		return fmt.Errorf("edge: flush subscription: %w", err)
+	bcast, err := h.cfg.NATS.Subscribe(shard.BroadcastSubject, h.onBroadcast)
+	if err != nil {
+		_ = sub.Unsubscribe()
+		return fmt.Errorf("edge: subscribe %s: %w", shard.BroadcastSubject, err)
 	}
-	h.sub = sub
+	if err := h.cfg.NATS.FlushTimeout(5 * time.Second); err != nil {
+		_ = sub.Unsubscribe()
+		_ = bcast.Unsubscribe()
+		return fmt.Errorf("edge: flush subscriptions: %w", err)
+	}
+	h.sub, h.bcast = sub, bcast
 	h.wg.Add(1)
 	go h.deadlines()
 	return nil
@@ -139,6 +203,9 @@ func (h *Hub) Closed(c Conn) {
 	st, ok := h.conns[c.ID()]
 	delete(h.conns, c.ID())
 	h.mu.Unlock()
+	if ok {
+		h.leaveAllRooms(st)
+	}
 	if ok && st.signedIn.Load() {
 		h.publish(st, 0, &buspb.Up{Op: &buspb.Up_Offline{Offline: &buspb.Offline{}}}, "offline")
 	}
@@ -170,8 +237,25 @@ func (h *Hub) Frame(c Conn, f *wirepb.Frame) {
 			h.replyError(st, f.Id, wirepb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "client_msg_id must be 1-64 bytes", s.ClientMsgId)
 		case s.To == nil || !auth.ValidID(s.To.Id):
 			h.replyError(st, f.Id, wirepb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "to.id must be 1-64 of [A-Za-z0-9_-]", s.ClientMsgId)
+		case s.To.Type == wirepb.ConversationType_CONVERSATION_TYPE_ROOM:
+			h.sendToRoom(st, f.Id, s) // rooms involve no user actor
 		default:
 			h.publish(st, f.Id, &buspb.Up{Op: &buspb.Up_Send{Send: s}}, "send")
+		}
+	case *wirepb.Frame_JoinRoom:
+		h.joinRoom(st, f.Id, body.JoinRoom)
+	case *wirepb.Frame_LeaveRoom:
+		h.leaveRoom(st, f.Id, body.LeaveRoom)
+	case *wirepb.Frame_Call:
+		c := body.Call
+		switch {
+		case len(c.GetMethod()) == 0 || len(c.GetMethod()) > 64:
+			h.replyError(st, f.Id, wirepb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "method must be 1-64 bytes", "")
+		case len(c.GetParamsJson()) > h.cfg.MaxBodySize:
+			h.replyError(st, f.Id, wirepb.ErrorCode_ERROR_CODE_BODY_TOO_LARGE,
+				fmt.Sprintf("params_json is %d bytes; the limit is %d", len(c.GetParamsJson()), h.cfg.MaxBodySize), "")
+		default:
+			h.publish(st, f.Id, &buspb.Up{Op: &buspb.Up_Call{Call: c}}, "call")
 		}
 	case *wirepb.Frame_Sync:
 		h.publish(st, f.Id, &buspb.Up{Op: &buspb.Up_Sync{Sync: body.Sync}}, "sync")
@@ -260,6 +344,36 @@ func (h *Hub) onDown(m *nats.Msg) {
 		}
 	}
 	h.mu.RUnlock()
+	deliver(targets, &d)
+}
+
+// onBroadcast writes a Down published on im.edge.all to every signed-in
+// connection of this edge.
+func (h *Hub) onBroadcast(m *nats.Msg) {
+	var d buspb.Down
+	if err := proto.Unmarshal(m.Data, &d); err != nil {
+		h.log.Warn("dropping undecodable broadcast", "err", err)
+		return
+	}
+	if len(d.ConnIds) > 0 {
+		// Connection ids are per edge: on the shared subject they would hit
+		// unrelated connections of every other edge.
+		h.log.Warn("dropping broadcast with conn_ids", "conn_ids", len(d.ConnIds))
+		return
+	}
+	h.mu.RLock()
+	targets := make([]Conn, 0, len(h.conns))
+	for _, st := range h.conns {
+		if st.signedIn.Load() {
+			targets = append(targets, st.conn)
+		}
+	}
+	h.mu.RUnlock()
+	deliver(targets, &d)
+}
+
+// deliver sends d's frame to each target, then closes it if d asks to.
+func deliver(targets []Conn, d *buspb.Down) {
 	for _, c := range targets {
 		if len(d.Frame) > 0 {
 			if err := c.Send(d.Frame); err != nil {
@@ -310,7 +424,8 @@ func (h *Hub) deadlines() {
 }
 
 // Shutdown closes every connection with SHUTTING_DOWN (devices reconnect and
-// sync), stops the ticker and unsubscribes. Idempotent.
+// sync), stops the ticker, unsubscribes (rooms too), cancels room replays and
+// publishes in flight and waits for them. Idempotent.
 func (h *Hub) Shutdown(ctx context.Context) error {
 	if !h.shutdown.CompareAndSwap(false, true) {
 		return nil
@@ -325,11 +440,13 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		c.Close(wirepb.ErrorCode_ERROR_CODE_SHUTTING_DOWN, "server is shutting down")
 	}
 	close(h.stop)
+	h.closeRooms()
+	h.cancelTasks()
 	done := make(chan struct{})
-	go func() { h.wg.Wait(); close(done) }()
+	go func() { h.wg.Wait(); h.tasks.Wait(); close(done) }()
 	var err error
 	if h.sub != nil {
-		err = h.sub.Unsubscribe()
+		err = errors.Join(h.sub.Unsubscribe(), h.bcast.Unsubscribe())
 	}
 	select {
 	case <-done:

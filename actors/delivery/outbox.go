@@ -125,8 +125,15 @@ func NewOutbox(cfg OutboxConfig) (*Outbox, error) {
 // Publish queues d for the recipient's shard. done is called exactly once, on
 // another goroutine, with nil once the delivery is durable in JetStream, or
 // with the error that stopped it. done must not block.
+//
+// A delivery with Recipients (group fan-out) goes to the shard of its first
+// recipient: the caller puts only one shard's users in it.
 func (o *Outbox) Publish(d *buspb.Delivery, done func(error)) {
-	n := shard.Of(d.Recipient, o.cfg.Shards)
+	to := d.Recipient
+	if len(d.Recipients) > 0 {
+		to = d.Recipients[0]
+	}
+	n := shard.Of(to, o.cfg.Shards)
 	p := pending{d: d, size: proto.Size(d) + 8, done: done}
 	o.mu.Lock()
 	if o.closed {

@@ -23,11 +23,15 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/parleyim/parley/actors/delivery"
+	"github.com/parleyim/parley/actors/events"
+	"github.com/parleyim/parley/actors/msgid"
 	"github.com/parleyim/parley/actors/shard"
+	"github.com/parleyim/parley/actors/social"
 	"github.com/parleyim/parley/actors/user"
 	"github.com/parleyim/parley/edge/auth"
 	"github.com/parleyim/parley/schemas/buspb"
 	"github.com/parleyim/parley/schemas/wirepb"
+	"github.com/parleyim/parley/sync/directory"
 	"github.com/parleyim/parley/sync/mailbox"
 )
 
@@ -35,6 +39,12 @@ import (
 type Config struct {
 	NATS  *nats.Conn
 	Store mailbox.Store
+	// Directory holds groups, friends and blocks.
+	Directory directory.Store
+	// RequireFriendship refuses 1:1 messages between users who are not friends.
+	RequireFriendship bool
+	// MaxGroupMembers caps a group's size; zero means 10,000.
+	MaxGroupMembers int
 	// Shards is the shard count; zero means shard.DefaultCount.
 	Shards int
 	// Replicas of the delivery stream; zero means 1.
@@ -62,6 +72,9 @@ type Host struct {
 	env      *user.Env
 	commit   *mailbox.Committer
 	outbox   *delivery.Outbox
+	social   *social.Directory
+	ids      *msgid.Gen
+	call     func(ctx context.Context, uid, method, params string) (string, error)
 	ioSem    chan struct{} // read slots
 	writeSem chan struct{} // ack-cursor write slots
 	ioWG     sync.WaitGroup
@@ -77,8 +90,8 @@ type Host struct {
 
 // New returns a Host; Start runs it.
 func New(cfg Config) (*Host, error) {
-	if cfg.NATS == nil || cfg.Store == nil {
-		return nil, errors.New("host: NATS and Store are required")
+	if cfg.NATS == nil || cfg.Store == nil || cfg.Directory == nil {
+		return nil, errors.New("host: NATS, Store and Directory are required")
 	}
 	if cfg.Shards <= 0 {
 		cfg.Shards = shard.DefaultCount
@@ -107,6 +120,15 @@ func New(cfg Config) (*Host, error) {
 		actors:   make(map[string]*actor.PID),
 		stopping: make(map[string]chan struct{}),
 	}
+	h.ids = msgid.New()
+	var err error
+	h.social, err = social.New(social.Config{
+		Store: cfg.Directory, NATS: cfg.NATS, IDs: h.ids, Fanout: h.Fanout,
+		RequireFriendship: cfg.RequireFriendship, MaxGroupMembers: cfg.MaxGroupMembers, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
 	actorLog := slog.New(levelFloor{log.With("component", "protoactor").Handler(), slog.LevelWarn})
 	h.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return actorLog }))
 	return h, nil
@@ -131,10 +153,17 @@ func (h *Host) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := h.social.Start(); err != nil {
+		return err
+	}
 	h.env = &user.Env{
 		Store:       h.cfg.Store,
 		Committer:   h.commit,
 		Outbox:      h.outbox,
+		Social:      h.social,
+		Events:      &events.Publisher{NATS: h.cfg.NATS, Log: h.log},
+		Fanout:      h.fanout,
+		Call:        h.call,
 		Logger:      h.log,
 		Down:        h.down,
 		Go:          func(f func(context.Context)) { h.goIO(h.ioSem, f) },
@@ -147,7 +176,7 @@ func (h *Host) Start(ctx context.Context) error {
 		MaxBodySize: h.cfg.MaxBodySize,
 		SyncPage:    200,
 		MaxSyncPage: 1000,
-		IDs:         user.NewIDs(),
+		IDs:         h.ids,
 	}
 	for n := 0; n < h.cfg.Shards; n++ {
 		sub, err := h.cfg.NATS.Subscribe(shard.ShardSubject(n), h.onUp)
@@ -190,11 +219,24 @@ func (h *Host) onUp(m *nats.Msg) {
 func (h *Host) onDeliveries(ctx context.Context, batch *buspb.DeliveryBatch) error {
 	byUser := make(map[string][]*wirepb.Message)
 	for _, d := range batch.Deliveries {
-		if !auth.ValidID(d.Recipient) || d.Message == nil || d.Message.MsgId == "" {
+		if d.Message == nil || d.Message.MsgId == "" {
 			h.log.Warn("skipping malformed delivery", "recipient", d.Recipient)
 			continue
 		}
-		byUser[d.Recipient] = append(byUser[d.Recipient], d.Message)
+		if len(d.Recipients) == 0 {
+			d.Recipients = []string{d.Recipient}
+		}
+		for i, uid := range d.Recipients {
+			if !auth.ValidID(uid) {
+				h.log.Warn("skipping malformed delivery", "recipient", uid)
+				continue
+			}
+			msg := d.Message
+			if i > 0 { // every mailbox stamps its own seq on its copy
+				msg = proto.CloneOf(msg)
+			}
+			byUser[uid] = append(byUser[uid], msg)
+		}
 	}
 	results := make(chan error, len(byUser))
 	for uid, msgs := range byUser {
@@ -214,6 +256,106 @@ func (h *Host) onDeliveries(ctx context.Context, batch *buspb.DeliveryBatch) err
 		}
 	}
 	return first
+}
+
+// SetCall sets what runs clients' Call frames; call it before Start.
+func (h *Host) SetCall(call func(ctx context.Context, uid, method, params string) (string, error)) {
+	h.call = call
+}
+
+// Social is the host's group/friend directory.
+func (h *Host) Social() *social.Directory { return h.social }
+
+// fanout hands msg to the recipients' mailboxes: one delivery per shard,
+// naming every recipient of that shard, so a group of any size costs at most
+// one bus message per shard (and the outbox coalesces those further).
+func (h *Host) fanout(recipients []string, msg *wirepb.Message, done func(error)) {
+	byShard := make(map[int][]string)
+	for _, uid := range recipients {
+		n := shard.Of(uid, h.cfg.Shards)
+		byShard[n] = append(byShard[n], uid)
+	}
+	if len(byShard) == 0 {
+		done(nil)
+		return
+	}
+	var mu sync.Mutex
+	left, first := len(byShard), error(nil)
+	for _, uids := range byShard {
+		h.outbox.Publish(&buspb.Delivery{Recipients: uids, Message: msg}, func(err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && first == nil {
+				first = err
+			}
+			if left--; left == 0 {
+				done(first)
+			}
+		})
+	}
+}
+
+// Fanout is fanout waiting for the outcome.
+func (h *Host) Fanout(ctx context.Context, recipients []string, msg *wirepb.Message) error {
+	ch := make(chan error, 1)
+	h.fanout(recipients, msg, func(err error) { ch <- err })
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ask sends msg to uid's actor only if it is running (an inactive user has
+// no online device), and reports whether it did.
+func (h *Host) ask(uid string, msg any) bool {
+	h.mu.Lock()
+	pid, ok := h.actors[uid]
+	h.mu.Unlock()
+	if ok {
+		h.system.Root.Send(pid, msg)
+	}
+	return ok
+}
+
+// Presence returns uid's online devices.
+func (h *Host) Presence(ctx context.Context, uid string) ([]user.Device, error) {
+	ch := make(chan []user.Device, 1)
+	if !h.ask(uid, &user.PresenceQuery{Reply: ch}) {
+		return []user.Device{}, nil
+	}
+	return wait(ctx, ch)
+}
+
+// Disconnect closes uid's connections of device (all devices when empty)
+// with code and returns how many it closed.
+func (h *Host) Disconnect(ctx context.Context, uid, device string, code wirepb.ErrorCode, message string) (int, error) {
+	ch := make(chan int, 1)
+	if !h.ask(uid, &user.Disconnect{DeviceID: device, Code: code, Message: message, Reply: ch}) {
+		return 0, nil
+	}
+	return wait(ctx, ch)
+}
+
+// PushTransient pushes msg (not stored, seq 0) to uid's online devices and
+// returns how many it was sent to.
+func (h *Host) PushTransient(ctx context.Context, uid string, msg *wirepb.Message) (int, error) {
+	ch := make(chan int, 1)
+	if !h.ask(uid, &user.TransientPush{Message: msg, Reply: ch}) {
+		return 0, nil
+	}
+	return wait(ctx, ch)
+}
+
+func wait[T any](ctx context.Context, ch <-chan T) (T, error) {
+	select {
+	case v := <-ch:
+		return v, nil
+	case <-ctx.Done():
+		var zero T
+		return zero, fmt.Errorf("waiting for the user actor: %w", ctx.Err())
+	}
 }
 
 // send delivers msg to uid's actor, spawning it if needed.
@@ -317,6 +459,9 @@ func (h *Host) Shutdown(ctx context.Context) error {
 	}
 	if h.outbox != nil {
 		errs = append(errs, h.outbox.Close(ctx))
+	}
+	if h.social != nil {
+		errs = append(errs, h.social.Close())
 	}
 	futures := make([]*actor.Future, len(pids))
 	for i, pid := range pids {

@@ -8,6 +8,8 @@
 //	im.shard.<n>.<uid>.<op>  which only the owner of shard n subscribes to.
 //	im.edge.<edgeID>      actor → edge: replies and pushes (buspb.Down), one
 //	                      subscription per edge, never one per user.
+//	im.edge.all           anything → every edge: a buspb.Down for every
+//	                      signed-in connection (BroadcastSubject).
 //	im.dlv.<n>            durable deliveries for the users of shard n
 //	                      (buspb.DeliveryBatch) in the JetStream stream
 //	                      PARLEY_DELIVERY, one durable consumer per shard.
@@ -45,6 +47,11 @@ func ShardSubject(n int) string { return fmt.Sprintf("im.shard.%d.*.*", n) }
 
 // EdgeSubject is the one subject an edge subscribes to.
 func EdgeSubject(edgeID string) string { return "im.edge." + edgeID }
+
+// BroadcastSubject is where a buspb.Down with no conn_ids goes to every
+// signed-in connection of every edge (e.g. a notice to everyone online).
+// Every edge subscribes to it, so "all" is not a valid edge id.
+const BroadcastSubject = "im.edge.all"
 
 // DeliverySubject is where deliveries for the users of shard n go.
 func DeliverySubject(n int) string { return fmt.Sprintf("im.dlv.%d", n) }

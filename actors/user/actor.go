@@ -26,6 +26,8 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/parleyim/parley/actors/events"
+	"github.com/parleyim/parley/actors/social"
 	"github.com/parleyim/parley/edge/auth"
 	"github.com/parleyim/parley/schemas/buspb"
 	"github.com/parleyim/parley/schemas/wirepb"
@@ -49,9 +51,25 @@ type session struct {
 
 // op is one item on its way into the mailbox.
 type op struct {
-	item    mailbox.Item
-	replies []replyTo     // devices waiting for the SendAck (a send and its resends)
-	dones   []func(error) // delivery callbacks (a delivery and its redeliveries)
+	item       mailbox.Item
+	recipients []string      // a send's recipients (other users' mailboxes)
+	replies    []replyTo     // devices waiting for the SendAck (a send and its resends)
+	dones      []func(error) // delivery callbacks (a delivery and its redeliveries)
+}
+
+// heldSend is a send waiting for its route (who it goes to, whether it is
+// allowed) to be read from the store. Sends queue behind it so a device's
+// sends enter the mailbox in the order they arrived.
+type heldSend struct {
+	m  *buspb.Up
+	to replyTo
+	s  *wirepb.Send
+}
+
+// routeLoaded carries the route of the first held send back into the actor.
+type routeLoaded struct {
+	rcpt []string
+	err  error
 }
 
 type replyTo struct {
@@ -85,6 +103,8 @@ type Actor struct {
 
 	ackWant map[string]uint64 // device → cursor not yet written
 	acking  bool              // a cursor write is in flight
+
+	held []heldSend // sends waiting for a route load; the first one's is in flight
 
 	passivating bool
 }
@@ -132,6 +152,14 @@ func (a *Actor) Receive(ctx actor.Context) {
 		a.deliver(ctx, m)
 	case *commitDone:
 		a.committedBatch(ctx, m)
+	case *routeLoaded:
+		a.routed(ctx, m)
+	case *PresenceQuery:
+		a.presence(m)
+	case *Disconnect:
+		a.disconnect(m)
+	case *TransientPush:
+		a.transient(m)
 	case *ackDone:
 		a.acking = false
 		a.flushAcks(ctx)
@@ -155,7 +183,7 @@ func (a *Actor) load() bool {
 }
 
 func (a *Actor) maybePassivate(ctx actor.Context) {
-	if a.passivating || len(a.devices) > 0 || len(a.pending) > 0 || a.inflight != nil || a.acking || len(a.ackWant) > 0 {
+	if a.passivating || len(a.devices) > 0 || len(a.pending) > 0 || len(a.held) > 0 || a.inflight != nil || a.acking || len(a.ackWant) > 0 {
 		return
 	}
 	if a.env.Passivate(a.uid, ctx.Self()) {
@@ -177,6 +205,8 @@ func (a *Actor) up(ctx actor.Context, m *buspb.Up) {
 	case *buspb.Up_Offline:
 		if s, ok := a.devices[m.DeviceId]; ok && s.edgeID == m.EdgeId && s.connID == m.ConnId {
 			delete(a.devices, m.DeviceId)
+			a.env.Events.Publish("device", a.uid, events.Device{Type: "device.offline", User: a.uid, Device: m.DeviceId,
+				Edge: m.EdgeId, Platform: s.platform, AtMs: time.Now().UnixMilli()})
 		}
 	case *buspb.Up_Send:
 		a.send(ctx, m, to, op.Send)
@@ -184,6 +214,8 @@ func (a *Actor) up(ctx actor.Context, m *buspb.Up) {
 		a.sync(to, op.Sync)
 	case *buspb.Up_Ack:
 		a.ack(ctx, m.DeviceId, op.Ack.Seq)
+	case *buspb.Up_Call:
+		a.call(to, op.Call)
 	case *buspb.Up_Read:
 		a.replyError(to, wirepb.ErrorCode_ERROR_CODE_UNKNOWN_FRAME, "read cursors are not implemented yet", "")
 	default:
@@ -204,6 +236,8 @@ func (a *Actor) online(m *buspb.Up, on *buspb.Online) {
 		})
 	}
 	a.devices[m.DeviceId] = session{edgeID: m.EdgeId, connID: m.ConnId, platform: on.Platform}
+	a.env.Events.Publish("device", a.uid, events.Device{Type: "device.online", User: a.uid, Device: m.DeviceId,
+		Edge: m.EdgeId, Platform: on.Platform, AtMs: time.Now().UnixMilli()})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	acked, err := a.env.Store.Acked(ctx, a.uid, m.DeviceId)
 	cancel()
@@ -234,7 +268,67 @@ func (a *Actor) send(ctx actor.Context, m *buspb.Up, to replyTo, s *wirepb.Send)
 		o.replies = append(o.replies, to)
 		return
 	}
-	id, ms := a.env.IDs.next(time.Now())
+	if len(a.held) > 0 { // keep arrival order behind a send whose route is loading
+		a.held = append(a.held, heldSend{m, to, s})
+		return
+	}
+	rcpt, err, ok := a.env.Social.Route(a.uid, s.To, time.Now())
+	if !ok {
+		a.held = append(a.held, heldSend{m, to, s})
+		a.loadRoute(ctx, s.To)
+		return
+	}
+	a.admit(ctx, m, to, s, rcpt, err)
+}
+
+// loadRoute reads the route of conv off the actor.
+func (a *Actor) loadRoute(ctx actor.Context, conv *wirepb.Conversation) {
+	self, system := ctx.Self(), ctx.ActorSystem()
+	a.env.Go(func(c context.Context) {
+		rcpt, err := a.env.Social.RouteLoad(c, a.uid, conv, time.Now())
+		system.Root.Send(self, &routeLoaded{rcpt: rcpt, err: err})
+	})
+}
+
+// routed admits the first held send with its loaded route, then as many of
+// the following as the cache can route.
+func (a *Actor) routed(ctx actor.Context, r *routeLoaded) {
+	if len(a.held) == 0 {
+		return
+	}
+	h := a.held[0]
+	a.held = a.held[1:]
+	a.admit(ctx, h.m, h.to, h.s, r.rcpt, r.err)
+	for len(a.held) > 0 {
+		h = a.held[0]
+		rcpt, err, ok := a.env.Social.Route(a.uid, h.s.To, time.Now())
+		if !ok {
+			a.loadRoute(ctx, h.s.To)
+			return
+		}
+		a.held = a.held[1:]
+		a.admit(ctx, h.m, h.to, h.s, rcpt, err)
+	}
+	a.held = nil
+}
+
+// admit queues a routed send for the next append, or refuses it.
+func (a *Actor) admit(ctx actor.Context, m *buspb.Up, to replyTo, s *wirepb.Send, rcpt []string, err error) {
+	if err != nil {
+		var refusal *social.Error
+		if !errors.As(err, &refusal) {
+			a.log.Warn("route lookup failed", "to", s.To.GetId(), "err", err)
+			err = errors.New("could not check the recipient, retry")
+		}
+		a.replyError(to, social.Code(err), err.Error(), s.ClientMsgId)
+		return
+	}
+	key := mailbox.ClientKey(m.DeviceId, s.ClientMsgId)
+	if o, ok := a.byKey[key]; ok { // a resend held behind its original
+		o.replies = append(o.replies, to)
+		return
+	}
+	id, ms := a.env.IDs.Next(time.Now())
 	o := &op{
 		item: mailbox.Item{ClientKey: key, Message: &wirepb.Message{
 			MsgId:       id,
@@ -246,7 +340,8 @@ func (a *Actor) send(ctx actor.Context, m *buspb.Up, to replyTo, s *wirepb.Send)
 			Body:        s.Body,
 			CreatedAtMs: ms,
 		}},
-		replies: []replyTo{to},
+		recipients: rcpt,
+		replies:    []replyTo{to},
 	}
 	a.byKey[key] = o
 	a.byMsgID[id] = o
@@ -261,10 +356,12 @@ func validateSend(s *wirepb.Send, maxBody int) string {
 		return "client_msg_id must be 1-64 bytes"
 	case s.To == nil:
 		return "to is required"
-	case s.To.Type != wirepb.ConversationType_CONVERSATION_TYPE_USER:
-		return "only user conversations are supported yet"
+	case s.To.Type == wirepb.ConversationType_CONVERSATION_TYPE_ROOM:
+		return "room messages are handled by the edge: join the room first"
+	case s.To.Type != wirepb.ConversationType_CONVERSATION_TYPE_USER && s.To.Type != wirepb.ConversationType_CONVERSATION_TYPE_GROUP:
+		return "to.type must be user, group or room"
 	case !auth.ValidID(s.To.Id):
-		return "to.id is not a valid user id"
+		return "to.id is not a valid id"
 	case len(s.Body) > maxBody:
 		return "body is too large"
 	}
@@ -369,7 +466,10 @@ func (a *Actor) committedBatch(ctx actor.Context, c *commitDone) {
 			done(nil)
 		}
 		if len(o.replies) > 0 {
-			a.acknowledge(msg, r.Duplicate, o.replies)
+			a.acknowledge(msg, r.Duplicate, o.recipients, o.replies)
+			if !r.Duplicate {
+				a.messageCreated(msg, len(o.recipients))
+			}
 		}
 	}
 	a.push(fresh)
@@ -378,7 +478,7 @@ func (a *Actor) committedBatch(ctx actor.Context, c *commitDone) {
 
 // acknowledge sends the delivery for the recipient and, once it is durable,
 // the SendAck to every waiting device.
-func (a *Actor) acknowledge(msg *wirepb.Message, dup bool, replies []replyTo) {
+func (a *Actor) acknowledge(msg *wirepb.Message, dup bool, recipients []string, replies []replyTo) {
 	ack := &wirepb.SendAck{MsgId: msg.MsgId, Seq: msg.Seq, CreatedAtMs: msg.CreatedAtMs, ClientMsgId: msg.ClientMsgId, Duplicate: dup}
 	answer := func(err error) {
 		for _, r := range replies {
@@ -389,13 +489,33 @@ func (a *Actor) acknowledge(msg *wirepb.Message, dup bool, replies []replyTo) {
 			a.reply(r, &wirepb.Frame{Body: &wirepb.Frame_SendAck{SendAck: ack}})
 		}
 	}
-	if msg.To.GetId() == a.uid { // a note to self: nothing to hand on
+	if len(recipients) == 0 { // a note to self, a group of one: nothing to hand on
 		answer(nil)
 		return
 	}
 	out := proto.CloneOf(msg)
 	out.Seq = 0
-	a.env.Outbox.Publish(&buspb.Delivery{Recipient: msg.To.Id, Message: out}, answer)
+	a.env.Fanout(recipients, out, answer)
+}
+
+// messageCreated publishes the message.created event.
+func (a *Actor) messageCreated(msg *wirepb.Message, recipients int) {
+	if a.env.Events == nil {
+		return
+	}
+	a.env.Events.Publish("message", a.uid, events.Message{
+		Type:        "message.created",
+		MsgID:       msg.MsgId,
+		From:        msg.FromUser,
+		FromDevice:  msg.FromDevice,
+		To:          events.Conv(msg.To),
+		ContentType: events.ContentType(msg.ContentType),
+		Body:        msg.Body,
+		CreatedAtMs: msg.CreatedAtMs,
+		SenderSeq:   msg.Seq,
+		ClientMsgID: msg.ClientMsgId,
+		Recipients:  recipients,
+	})
 }
 
 // pushItem is a new mailbox entry and the connection that needs no push of

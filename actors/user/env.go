@@ -8,7 +8,11 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/parleyim/parley/actors/delivery"
+	"github.com/parleyim/parley/actors/events"
+	"github.com/parleyim/parley/actors/msgid"
+	"github.com/parleyim/parley/actors/social"
 	"github.com/parleyim/parley/schemas/buspb"
+	"github.com/parleyim/parley/schemas/wirepb"
 	"github.com/parleyim/parley/sync/mailbox"
 )
 
@@ -18,7 +22,17 @@ type Env struct {
 	Store     mailbox.Store      // reads (sync, cursors, load)
 	Committer *mailbox.Committer // writes, group-committed
 	Outbox    *delivery.Outbox   // durable deliveries to other users
+	Social    *social.Directory  // who a message goes to, and whether it may
+	Events    *events.Publisher  // message.created, device.online/offline
 	Logger    *slog.Logger
+
+	// Fanout hands msg durably to the recipients' mailboxes (batched per
+	// shard); done is called once, on some goroutine, when all of it is on
+	// its way or with the first error.
+	Fanout func(recipients []string, msg *wirepb.Message, done func(error))
+	// Call runs a client Call as user uid and returns the JSON result; nil
+	// when this node serves no calls. Refusals are *social.Error.
+	Call func(ctx context.Context, uid, method, paramsJSON string) (string, error)
 
 	// Down publishes d to edge edgeID.
 	Down func(edgeID string, d *buspb.Down)
@@ -42,8 +56,5 @@ type Env struct {
 	SyncPage    int           // default Sync page size
 	MaxSyncPage int           // largest Sync page
 
-	IDs *idGen
+	IDs *msgid.Gen
 }
-
-// NewIDs returns a message id generator for Env.IDs.
-func NewIDs() *idGen { return newIDGen() }

@@ -50,6 +50,12 @@ func run(args []string) error {
 	fs.IntVar(&cfg.MaxFrameSize, "max-frame", 64<<10, "largest client frame in bytes")
 	fs.IntVar(&cfg.MaxBodySize, "max-body", 32<<10, "largest message body in bytes")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof/ on the HTTP listener")
+	roles := fs.String("roles", "edge,logic", "roles of this process: edge (client listeners), logic (actors, directory, server API), or both")
+	fs.StringVar(&cfg.APIKey, "api-key", "", "server API key for NATS and HTTP (default: the development key with the development secret, else the API is off)")
+	fs.BoolVar(&cfg.RequireFriendship, "require-friendship", false, "refuse 1:1 messages between users who are not friends")
+	fs.IntVar(&cfg.MaxGroupMembers, "max-group-members", 10_000, "largest group")
+	fs.IntVar(&cfg.RoomHistory, "room-history", 100, "messages each chat room keeps for replay")
+	fs.DurationVar(&cfg.RoomMaxAge, "room-max-age", time.Hour, "how long chat room messages are kept for replay")
 	logFormat := fs.String("log-format", "text", "text or json")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 15*time.Second, "how long a graceful shutdown may take")
@@ -61,6 +67,11 @@ func run(args []string) error {
 	}
 	if err := applyEnvAndFile(fs, *configFile); err != nil {
 		return err
+	}
+	for _, r := range strings.Split(*roles, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			cfg.Roles = append(cfg.Roles, r)
+		}
 	}
 	log, err := newLogger(*logFormat, *logLevel)
 	if err != nil {

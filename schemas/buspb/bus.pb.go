@@ -42,6 +42,7 @@ type Up struct {
 	//	*Up_Sync
 	//	*Up_Ack
 	//	*Up_Read
+	//	*Up_Call
 	Op            isUp_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -166,6 +167,15 @@ func (x *Up) GetRead() *wirepb.Read {
 	return nil
 }
 
+func (x *Up) GetCall() *wirepb.Call {
+	if x != nil {
+		if x, ok := x.Op.(*Up_Call); ok {
+			return x.Call
+		}
+	}
+	return nil
+}
+
 type isUp_Op interface {
 	isUp_Op()
 }
@@ -194,6 +204,10 @@ type Up_Read struct {
 	Read *wirepb.Read `protobuf:"bytes,15,opt,name=read,proto3,oneof"`
 }
 
+type Up_Call struct {
+	Call *wirepb.Call `protobuf:"bytes,16,opt,name=call,proto3,oneof"`
+}
+
 func (*Up_Online) isUp_Op() {}
 
 func (*Up_Offline) isUp_Op() {}
@@ -205,6 +219,8 @@ func (*Up_Sync) isUp_Op() {}
 func (*Up_Ack) isUp_Op() {}
 
 func (*Up_Read) isUp_Op() {}
+
+func (*Up_Call) isUp_Op() {}
 
 // Online registers a signed-in connection as the device's current session.
 type Online struct {
@@ -362,12 +378,16 @@ func (x *Down) GetCloseMessage() string {
 	return ""
 }
 
-// Delivery asks a recipient's actor to append a message to its mailbox.
+// Delivery asks a recipient's actor to append a message to its mailbox, or,
+// with recipients set, asks each of them (group fan-out: one copy of the
+// message for every member of one shard).
 type Delivery struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Recipient string                 `protobuf:"bytes,1,opt,name=recipient,proto3" json:"recipient,omitempty"`
 	// message carries everything but the recipient's seq.
-	Message       *wirepb.Message `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Message *wirepb.Message `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// recipients, when not empty, replaces recipient: all in the same shard.
+	Recipients    []string `protobuf:"bytes,3,rep,name=recipients,proto3" json:"recipients,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -412,6 +432,13 @@ func (x *Delivery) GetRecipient() string {
 func (x *Delivery) GetMessage() *wirepb.Message {
 	if x != nil {
 		return x.Message
+	}
+	return nil
+}
+
+func (x *Delivery) GetRecipients() []string {
+	if x != nil {
+		return x.Recipients
 	}
 	return nil
 }
@@ -466,7 +493,7 @@ var File_parley_bus_v1_bus_proto protoreflect.FileDescriptor
 
 const file_parley_bus_v1_bus_proto_rawDesc = "" +
 	"\n" +
-	"\x17parley/bus/v1/bus.proto\x12\rparley.bus.v1\x1a\x19parley/wire/v1/wire.proto\"\x8a\x03\n" +
+	"\x17parley/bus/v1/bus.proto\x12\rparley.bus.v1\x1a\x19parley/wire/v1/wire.proto\"\xb6\x03\n" +
 	"\x02Up\x12\x17\n" +
 	"\aedge_id\x18\x01 \x01(\tR\x06edgeId\x12\x17\n" +
 	"\aconn_id\x18\x02 \x01(\x04R\x06connId\x12\x1b\n" +
@@ -479,7 +506,8 @@ const file_parley_bus_v1_bus_proto_rawDesc = "" +
 	"\x04send\x18\f \x01(\v2\x14.parley.wire.v1.SendH\x00R\x04send\x12*\n" +
 	"\x04sync\x18\r \x01(\v2\x14.parley.wire.v1.SyncH\x00R\x04sync\x12'\n" +
 	"\x03ack\x18\x0e \x01(\v2\x13.parley.wire.v1.AckH\x00R\x03ack\x12*\n" +
-	"\x04read\x18\x0f \x01(\v2\x14.parley.wire.v1.ReadH\x00R\x04readB\x04\n" +
+	"\x04read\x18\x0f \x01(\v2\x14.parley.wire.v1.ReadH\x00R\x04read\x12*\n" +
+	"\x04call\x18\x10 \x01(\v2\x14.parley.wire.v1.CallH\x00R\x04callB\x04\n" +
 	"\x02op\"$\n" +
 	"\x06Online\x12\x1a\n" +
 	"\bplatform\x18\x01 \x01(\tR\bplatform\"\t\n" +
@@ -489,10 +517,13 @@ const file_parley_bus_v1_bus_proto_rawDesc = "" +
 	"\x05frame\x18\x02 \x01(\fR\x05frame\x128\n" +
 	"\n" +
 	"close_code\x18\x03 \x01(\x0e2\x19.parley.wire.v1.ErrorCodeR\tcloseCode\x12#\n" +
-	"\rclose_message\x18\x04 \x01(\tR\fcloseMessage\"[\n" +
+	"\rclose_message\x18\x04 \x01(\tR\fcloseMessage\"{\n" +
 	"\bDelivery\x12\x1c\n" +
 	"\trecipient\x18\x01 \x01(\tR\trecipient\x121\n" +
-	"\amessage\x18\x02 \x01(\v2\x17.parley.wire.v1.MessageR\amessage\"H\n" +
+	"\amessage\x18\x02 \x01(\v2\x17.parley.wire.v1.MessageR\amessage\x12\x1e\n" +
+	"\n" +
+	"recipients\x18\x03 \x03(\tR\n" +
+	"recipients\"H\n" +
 	"\rDeliveryBatch\x127\n" +
 	"\n" +
 	"deliveries\x18\x01 \x03(\v2\x17.parley.bus.v1.DeliveryR\n" +
@@ -522,8 +553,9 @@ var file_parley_bus_v1_bus_proto_goTypes = []any{
 	(*wirepb.Sync)(nil),    // 7: parley.wire.v1.Sync
 	(*wirepb.Ack)(nil),     // 8: parley.wire.v1.Ack
 	(*wirepb.Read)(nil),    // 9: parley.wire.v1.Read
-	(wirepb.ErrorCode)(0),  // 10: parley.wire.v1.ErrorCode
-	(*wirepb.Message)(nil), // 11: parley.wire.v1.Message
+	(*wirepb.Call)(nil),    // 10: parley.wire.v1.Call
+	(wirepb.ErrorCode)(0),  // 11: parley.wire.v1.ErrorCode
+	(*wirepb.Message)(nil), // 12: parley.wire.v1.Message
 }
 var file_parley_bus_v1_bus_proto_depIdxs = []int32{
 	1,  // 0: parley.bus.v1.Up.online:type_name -> parley.bus.v1.Online
@@ -532,14 +564,15 @@ var file_parley_bus_v1_bus_proto_depIdxs = []int32{
 	7,  // 3: parley.bus.v1.Up.sync:type_name -> parley.wire.v1.Sync
 	8,  // 4: parley.bus.v1.Up.ack:type_name -> parley.wire.v1.Ack
 	9,  // 5: parley.bus.v1.Up.read:type_name -> parley.wire.v1.Read
-	10, // 6: parley.bus.v1.Down.close_code:type_name -> parley.wire.v1.ErrorCode
-	11, // 7: parley.bus.v1.Delivery.message:type_name -> parley.wire.v1.Message
-	4,  // 8: parley.bus.v1.DeliveryBatch.deliveries:type_name -> parley.bus.v1.Delivery
-	9,  // [9:9] is the sub-list for method output_type
-	9,  // [9:9] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	10, // 6: parley.bus.v1.Up.call:type_name -> parley.wire.v1.Call
+	11, // 7: parley.bus.v1.Down.close_code:type_name -> parley.wire.v1.ErrorCode
+	12, // 8: parley.bus.v1.Delivery.message:type_name -> parley.wire.v1.Message
+	4,  // 9: parley.bus.v1.DeliveryBatch.deliveries:type_name -> parley.bus.v1.Delivery
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_parley_bus_v1_bus_proto_init() }
@@ -554,6 +587,7 @@ func file_parley_bus_v1_bus_proto_init() {
 		(*Up_Sync)(nil),
 		(*Up_Ack)(nil),
 		(*Up_Read)(nil),
+		(*Up_Call)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -182,6 +182,13 @@ const (
 	ErrorCode_ERROR_CODE_NOT_FOUND ErrorCode = 17
 	// PERMISSION_DENIED: the user may not do this.
 	ErrorCode_ERROR_CODE_PERMISSION_DENIED ErrorCode = 18
+	// ALREADY_EXISTS: the thing to create exists (a group id in use).
+	ErrorCode_ERROR_CODE_ALREADY_EXISTS ErrorCode = 19
+	// BLOCKED: the recipient has blocked the sender.
+	ErrorCode_ERROR_CODE_BLOCKED ErrorCode = 20
+	// DISCONNECTED: the business server disconnected this device (server API
+	// device.disconnect). The connection closes; reconnecting is allowed.
+	ErrorCode_ERROR_CODE_DISCONNECTED ErrorCode = 21
 )
 
 // Enum value maps for ErrorCode.
@@ -206,6 +213,9 @@ var (
 		16: "ERROR_CODE_ALREADY_SIGNED_IN",
 		17: "ERROR_CODE_NOT_FOUND",
 		18: "ERROR_CODE_PERMISSION_DENIED",
+		19: "ERROR_CODE_ALREADY_EXISTS",
+		20: "ERROR_CODE_BLOCKED",
+		21: "ERROR_CODE_DISCONNECTED",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":       0,
@@ -227,6 +237,9 @@ var (
 		"ERROR_CODE_ALREADY_SIGNED_IN": 16,
 		"ERROR_CODE_NOT_FOUND":         17,
 		"ERROR_CODE_PERMISSION_DENIED": 18,
+		"ERROR_CODE_ALREADY_EXISTS":    19,
+		"ERROR_CODE_BLOCKED":           20,
+		"ERROR_CODE_DISCONNECTED":      21,
 	}
 )
 
@@ -277,6 +290,13 @@ type Frame struct {
 	//	*Frame_Ack
 	//	*Frame_Read
 	//	*Frame_Error
+	//	*Frame_JoinRoom
+	//	*Frame_JoinRoomOk
+	//	*Frame_LeaveRoom
+	//	*Frame_LeaveRoomOk
+	//	*Frame_RoomMessage
+	//	*Frame_Call
+	//	*Frame_CallResult
 	Body          isFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -434,6 +454,69 @@ func (x *Frame) GetError() *Error {
 	return nil
 }
 
+func (x *Frame) GetJoinRoom() *JoinRoom {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_JoinRoom); ok {
+			return x.JoinRoom
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetJoinRoomOk() *JoinRoomOK {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_JoinRoomOk); ok {
+			return x.JoinRoomOk
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetLeaveRoom() *LeaveRoom {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_LeaveRoom); ok {
+			return x.LeaveRoom
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetLeaveRoomOk() *LeaveRoomOK {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_LeaveRoomOk); ok {
+			return x.LeaveRoomOk
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetRoomMessage() *RoomMessage {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_RoomMessage); ok {
+			return x.RoomMessage
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetCall() *Call {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_Call); ok {
+			return x.Call
+		}
+	}
+	return nil
+}
+
+func (x *Frame) GetCallResult() *CallResult {
+	if x != nil {
+		if x, ok := x.Body.(*Frame_CallResult); ok {
+			return x.CallResult
+		}
+	}
+	return nil
+}
+
 type isFrame_Body interface {
 	isFrame_Body()
 }
@@ -483,7 +566,36 @@ type Frame_Read struct {
 }
 
 type Frame_Error struct {
-	Error *Error `protobuf:"bytes,21,opt,name=error,proto3,oneof"` // 22..29 are reserved for rooms (JoinRoom, LeaveRoom, RoomMessage).
+	Error *Error `protobuf:"bytes,21,opt,name=error,proto3,oneof"`
+}
+
+type Frame_JoinRoom struct {
+	JoinRoom *JoinRoom `protobuf:"bytes,22,opt,name=join_room,json=joinRoom,proto3,oneof"`
+}
+
+type Frame_JoinRoomOk struct {
+	JoinRoomOk *JoinRoomOK `protobuf:"bytes,23,opt,name=join_room_ok,json=joinRoomOk,proto3,oneof"`
+}
+
+type Frame_LeaveRoom struct {
+	LeaveRoom *LeaveRoom `protobuf:"bytes,24,opt,name=leave_room,json=leaveRoom,proto3,oneof"`
+}
+
+type Frame_LeaveRoomOk struct {
+	LeaveRoomOk *LeaveRoomOK `protobuf:"bytes,25,opt,name=leave_room_ok,json=leaveRoomOk,proto3,oneof"`
+}
+
+type Frame_RoomMessage struct {
+	RoomMessage *RoomMessage `protobuf:"bytes,26,opt,name=room_message,json=roomMessage,proto3,oneof"`
+}
+
+type Frame_Call struct {
+	// 27..29 are reserved for rooms.
+	Call *Call `protobuf:"bytes,30,opt,name=call,proto3,oneof"`
+}
+
+type Frame_CallResult struct {
+	CallResult *CallResult `protobuf:"bytes,31,opt,name=call_result,json=callResult,proto3,oneof"`
 }
 
 func (*Frame_SignIn) isFrame_Body() {}
@@ -509,6 +621,20 @@ func (*Frame_Ack) isFrame_Body() {}
 func (*Frame_Read) isFrame_Body() {}
 
 func (*Frame_Error) isFrame_Body() {}
+
+func (*Frame_JoinRoom) isFrame_Body() {}
+
+func (*Frame_JoinRoomOk) isFrame_Body() {}
+
+func (*Frame_LeaveRoom) isFrame_Body() {}
+
+func (*Frame_LeaveRoomOk) isFrame_Body() {}
+
+func (*Frame_RoomMessage) isFrame_Body() {}
+
+func (*Frame_Call) isFrame_Body() {}
+
+func (*Frame_CallResult) isFrame_Body() {}
 
 // SignIn must be the first frame on a connection.
 type SignIn struct {
@@ -1055,7 +1181,9 @@ func (x *Message) GetSeq() uint64 {
 }
 
 // Push delivers a new mailbox entry to an online device. Best effort: a device
-// that sees a gap in seq Syncs.
+// that sees a gap in seq Syncs. A message with seq 0 is transient (a server
+// push that is not stored, e.g. a broadcast to everyone online): it is never
+// in the mailbox and never makes a gap.
 type Push struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Message       *Message               `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
@@ -1314,6 +1442,362 @@ func (x *Read) GetSeq() uint64 {
 	return 0
 }
 
+// JoinRoom adds this connection to a chat room: it receives the room's live
+// messages as RoomMessage until it leaves or disconnects, and may then send to
+// the room (Send with to.type ROOM, answered by a SendAck with seq 0). Rooms
+// are read diffusion: nothing of them is stored in any mailbox, and their
+// history ages out.
+type JoinRoom struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	RoomId string                 `protobuf:"bytes,1,opt,name=room_id,json=roomId,proto3" json:"room_id,omitempty"`
+	// replay asks for up to this many of the room's latest messages, oldest
+	// first, in JoinRoomOK (capped by the server's per-room history).
+	Replay        uint32 `protobuf:"varint,2,opt,name=replay,proto3" json:"replay,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinRoom) Reset() {
+	*x = JoinRoom{}
+	mi := &file_parley_wire_v1_wire_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinRoom) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinRoom) ProtoMessage() {}
+
+func (x *JoinRoom) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_wire_v1_wire_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinRoom.ProtoReflect.Descriptor instead.
+func (*JoinRoom) Descriptor() ([]byte, []int) {
+	return file_parley_wire_v1_wire_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *JoinRoom) GetRoomId() string {
+	if x != nil {
+		return x.RoomId
+	}
+	return ""
+}
+
+func (x *JoinRoom) GetReplay() uint32 {
+	if x != nil {
+		return x.Replay
+	}
+	return 0
+}
+
+// JoinRoomOK answers JoinRoom. A live RoomMessage may arrive before it and
+// also be in messages: deduplicate by msg_id.
+type JoinRoomOK struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RoomId        string                 `protobuf:"bytes,1,opt,name=room_id,json=roomId,proto3" json:"room_id,omitempty"`
+	Messages      []*Message             `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinRoomOK) Reset() {
+	*x = JoinRoomOK{}
+	mi := &file_parley_wire_v1_wire_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinRoomOK) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinRoomOK) ProtoMessage() {}
+
+func (x *JoinRoomOK) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_wire_v1_wire_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinRoomOK.ProtoReflect.Descriptor instead.
+func (*JoinRoomOK) Descriptor() ([]byte, []int) {
+	return file_parley_wire_v1_wire_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *JoinRoomOK) GetRoomId() string {
+	if x != nil {
+		return x.RoomId
+	}
+	return ""
+}
+
+func (x *JoinRoomOK) GetMessages() []*Message {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+// LeaveRoom stops this connection's room messages.
+type LeaveRoom struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RoomId        string                 `protobuf:"bytes,1,opt,name=room_id,json=roomId,proto3" json:"room_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaveRoom) Reset() {
+	*x = LeaveRoom{}
+	mi := &file_parley_wire_v1_wire_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveRoom) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveRoom) ProtoMessage() {}
+
+func (x *LeaveRoom) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_wire_v1_wire_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveRoom.ProtoReflect.Descriptor instead.
+func (*LeaveRoom) Descriptor() ([]byte, []int) {
+	return file_parley_wire_v1_wire_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *LeaveRoom) GetRoomId() string {
+	if x != nil {
+		return x.RoomId
+	}
+	return ""
+}
+
+type LeaveRoomOK struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RoomId        string                 `protobuf:"bytes,1,opt,name=room_id,json=roomId,proto3" json:"room_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaveRoomOK) Reset() {
+	*x = LeaveRoomOK{}
+	mi := &file_parley_wire_v1_wire_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaveRoomOK) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaveRoomOK) ProtoMessage() {}
+
+func (x *LeaveRoomOK) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_wire_v1_wire_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaveRoomOK.ProtoReflect.Descriptor instead.
+func (*LeaveRoomOK) Descriptor() ([]byte, []int) {
+	return file_parley_wire_v1_wire_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *LeaveRoomOK) GetRoomId() string {
+	if x != nil {
+		return x.RoomId
+	}
+	return ""
+}
+
+// RoomMessage is a live message of a room this connection joined (seq 0).
+type RoomMessage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Message       *Message               `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RoomMessage) Reset() {
+	*x = RoomMessage{}
+	mi := &file_parley_wire_v1_wire_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoomMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoomMessage) ProtoMessage() {}
+
+func (x *RoomMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_wire_v1_wire_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoomMessage.ProtoReflect.Descriptor instead.
+func (*RoomMessage) Descriptor() ([]byte, []int) {
+	return file_parley_wire_v1_wire_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RoomMessage) GetMessage() *Message {
+	if x != nil {
+		return x.Message
+	}
+	return nil
+}
+
+// Call runs one operation of the Parley API as the signed-in user: friends,
+// blocks and groups (docs/API.md lists the methods and their JSON). The
+// answer is a CallResult, or an Error.
+type Call struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Method string                 `protobuf:"bytes,1,opt,name=method,proto3" json:"method,omitempty"`
+	// params_json is the operation's JSON parameters object ("" means {}).
+	ParamsJson    string `protobuf:"bytes,2,opt,name=params_json,json=paramsJson,proto3" json:"params_json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Call) Reset() {
+	*x = Call{}
+	mi := &file_parley_wire_v1_wire_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Call) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Call) ProtoMessage() {}
+
+func (x *Call) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_wire_v1_wire_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Call.ProtoReflect.Descriptor instead.
+func (*Call) Descriptor() ([]byte, []int) {
+	return file_parley_wire_v1_wire_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *Call) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *Call) GetParamsJson() string {
+	if x != nil {
+		return x.ParamsJson
+	}
+	return ""
+}
+
+type CallResult struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Method string                 `protobuf:"bytes,1,opt,name=method,proto3" json:"method,omitempty"`
+	// result_json is the operation's JSON result.
+	ResultJson    string `protobuf:"bytes,2,opt,name=result_json,json=resultJson,proto3" json:"result_json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallResult) Reset() {
+	*x = CallResult{}
+	mi := &file_parley_wire_v1_wire_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallResult) ProtoMessage() {}
+
+func (x *CallResult) ProtoReflect() protoreflect.Message {
+	mi := &file_parley_wire_v1_wire_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallResult.ProtoReflect.Descriptor instead.
+func (*CallResult) Descriptor() ([]byte, []int) {
+	return file_parley_wire_v1_wire_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *CallResult) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *CallResult) GetResultJson() string {
+	if x != nil {
+		return x.ResultJson
+	}
+	return ""
+}
+
 // Error reports a failed request (id echoes it) or, with id 0, why the server
 // is closing the connection.
 type Error struct {
@@ -1331,7 +1815,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_parley_wire_v1_wire_proto_msgTypes[14]
+	mi := &file_parley_wire_v1_wire_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1343,7 +1827,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_parley_wire_v1_wire_proto_msgTypes[14]
+	mi := &file_parley_wire_v1_wire_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1356,7 +1840,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_parley_wire_v1_wire_proto_rawDescGZIP(), []int{14}
+	return file_parley_wire_v1_wire_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Error) GetCode() ErrorCode {
@@ -1391,7 +1875,7 @@ var File_parley_wire_v1_wire_proto protoreflect.FileDescriptor
 
 const file_parley_wire_v1_wire_proto_rawDesc = "" +
 	"\n" +
-	"\x19parley/wire/v1/wire.proto\x12\x0eparley.wire.v1\"\xde\x04\n" +
+	"\x19parley/wire/v1/wire.proto\x12\x0eparley.wire.v1\"\x83\b\n" +
 	"\x05Frame\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x121\n" +
 	"\asign_in\x18\n" +
@@ -1408,7 +1892,17 @@ const file_parley_wire_v1_wire_proto_rawDesc = "" +
 	"sync_batch\x18\x12 \x01(\v2\x19.parley.wire.v1.SyncBatchH\x00R\tsyncBatch\x12'\n" +
 	"\x03ack\x18\x13 \x01(\v2\x13.parley.wire.v1.AckH\x00R\x03ack\x12*\n" +
 	"\x04read\x18\x14 \x01(\v2\x14.parley.wire.v1.ReadH\x00R\x04read\x12-\n" +
-	"\x05error\x18\x15 \x01(\v2\x15.parley.wire.v1.ErrorH\x00R\x05errorB\x06\n" +
+	"\x05error\x18\x15 \x01(\v2\x15.parley.wire.v1.ErrorH\x00R\x05error\x127\n" +
+	"\tjoin_room\x18\x16 \x01(\v2\x18.parley.wire.v1.JoinRoomH\x00R\bjoinRoom\x12>\n" +
+	"\fjoin_room_ok\x18\x17 \x01(\v2\x1a.parley.wire.v1.JoinRoomOKH\x00R\n" +
+	"joinRoomOk\x12:\n" +
+	"\n" +
+	"leave_room\x18\x18 \x01(\v2\x19.parley.wire.v1.LeaveRoomH\x00R\tleaveRoom\x12A\n" +
+	"\rleave_room_ok\x18\x19 \x01(\v2\x1b.parley.wire.v1.LeaveRoomOKH\x00R\vleaveRoomOk\x12@\n" +
+	"\froom_message\x18\x1a \x01(\v2\x1b.parley.wire.v1.RoomMessageH\x00R\vroomMessage\x12*\n" +
+	"\x04call\x18\x1e \x01(\v2\x14.parley.wire.v1.CallH\x00R\x04call\x12=\n" +
+	"\vcall_result\x18\x1f \x01(\v2\x1a.parley.wire.v1.CallResultH\x00R\n" +
+	"callResultB\x06\n" +
 	"\x04body\"W\n" +
 	"\x06SignIn\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1b\n" +
@@ -1461,7 +1955,29 @@ const file_parley_wire_v1_wire_proto_rawDesc = "" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\"Z\n" +
 	"\x04Read\x12@\n" +
 	"\fconversation\x18\x01 \x01(\v2\x1c.parley.wire.v1.ConversationR\fconversation\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\x92\x01\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\";\n" +
+	"\bJoinRoom\x12\x17\n" +
+	"\aroom_id\x18\x01 \x01(\tR\x06roomId\x12\x16\n" +
+	"\x06replay\x18\x02 \x01(\rR\x06replay\"Z\n" +
+	"\n" +
+	"JoinRoomOK\x12\x17\n" +
+	"\aroom_id\x18\x01 \x01(\tR\x06roomId\x123\n" +
+	"\bmessages\x18\x02 \x03(\v2\x17.parley.wire.v1.MessageR\bmessages\"$\n" +
+	"\tLeaveRoom\x12\x17\n" +
+	"\aroom_id\x18\x01 \x01(\tR\x06roomId\"&\n" +
+	"\vLeaveRoomOK\x12\x17\n" +
+	"\aroom_id\x18\x01 \x01(\tR\x06roomId\"@\n" +
+	"\vRoomMessage\x121\n" +
+	"\amessage\x18\x01 \x01(\v2\x17.parley.wire.v1.MessageR\amessage\"?\n" +
+	"\x04Call\x12\x16\n" +
+	"\x06method\x18\x01 \x01(\tR\x06method\x12\x1f\n" +
+	"\vparams_json\x18\x02 \x01(\tR\n" +
+	"paramsJson\"E\n" +
+	"\n" +
+	"CallResult\x12\x16\n" +
+	"\x06method\x18\x01 \x01(\tR\x06method\x12\x1f\n" +
+	"\vresult_json\x18\x02 \x01(\tR\n" +
+	"resultJson\"\x92\x01\n" +
 	"\x05Error\x12-\n" +
 	"\x04code\x18\x01 \x01(\x0e2\x19.parley.wire.v1.ErrorCodeR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1c\n" +
@@ -1479,7 +1995,7 @@ const file_parley_wire_v1_wire_proto_rawDesc = "" +
 	"\x11CONTENT_TYPE_FILE\x10\x03\x12\x17\n" +
 	"\x13CONTENT_TYPE_CUSTOM\x10\x04\x12\x18\n" +
 	"\x14CONTENT_TYPE_COMMAND\x10\x05\x12\x17\n" +
-	"\x13CONTENT_TYPE_SYSTEM\x10\x06*\xbf\x04\n" +
+	"\x13CONTENT_TYPE_SYSTEM\x10\x06*\x93\x05\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14ERROR_CODE_BAD_FRAME\x10\x01\x12\x1e\n" +
@@ -1500,7 +2016,10 @@ const file_parley_wire_v1_wire_proto_rawDesc = "" +
 	"\x18ERROR_CODE_SHUTTING_DOWN\x10\x0f\x12 \n" +
 	"\x1cERROR_CODE_ALREADY_SIGNED_IN\x10\x10\x12\x18\n" +
 	"\x14ERROR_CODE_NOT_FOUND\x10\x11\x12 \n" +
-	"\x1cERROR_CODE_PERMISSION_DENIED\x10\x12B+Z)github.com/parleyim/parley/schemas/wirepbb\x06proto3"
+	"\x1cERROR_CODE_PERMISSION_DENIED\x10\x12\x12\x1d\n" +
+	"\x19ERROR_CODE_ALREADY_EXISTS\x10\x13\x12\x16\n" +
+	"\x12ERROR_CODE_BLOCKED\x10\x14\x12\x1b\n" +
+	"\x17ERROR_CODE_DISCONNECTED\x10\x15B+Z)github.com/parleyim/parley/schemas/wirepbb\x06proto3"
 
 var (
 	file_parley_wire_v1_wire_proto_rawDescOnce sync.Once
@@ -1515,7 +2034,7 @@ func file_parley_wire_v1_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_parley_wire_v1_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_parley_wire_v1_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_parley_wire_v1_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_parley_wire_v1_wire_proto_goTypes = []any{
 	(ConversationType)(0), // 0: parley.wire.v1.ConversationType
 	(ContentType)(0),      // 1: parley.wire.v1.ContentType
@@ -1534,7 +2053,14 @@ var file_parley_wire_v1_wire_proto_goTypes = []any{
 	(*SyncBatch)(nil),     // 14: parley.wire.v1.SyncBatch
 	(*Ack)(nil),           // 15: parley.wire.v1.Ack
 	(*Read)(nil),          // 16: parley.wire.v1.Read
-	(*Error)(nil),         // 17: parley.wire.v1.Error
+	(*JoinRoom)(nil),      // 17: parley.wire.v1.JoinRoom
+	(*JoinRoomOK)(nil),    // 18: parley.wire.v1.JoinRoomOK
+	(*LeaveRoom)(nil),     // 19: parley.wire.v1.LeaveRoom
+	(*LeaveRoomOK)(nil),   // 20: parley.wire.v1.LeaveRoomOK
+	(*RoomMessage)(nil),   // 21: parley.wire.v1.RoomMessage
+	(*Call)(nil),          // 22: parley.wire.v1.Call
+	(*CallResult)(nil),    // 23: parley.wire.v1.CallResult
+	(*Error)(nil),         // 24: parley.wire.v1.Error
 }
 var file_parley_wire_v1_wire_proto_depIdxs = []int32{
 	4,  // 0: parley.wire.v1.Frame.sign_in:type_name -> parley.wire.v1.SignIn
@@ -1548,21 +2074,30 @@ var file_parley_wire_v1_wire_proto_depIdxs = []int32{
 	14, // 8: parley.wire.v1.Frame.sync_batch:type_name -> parley.wire.v1.SyncBatch
 	15, // 9: parley.wire.v1.Frame.ack:type_name -> parley.wire.v1.Ack
 	16, // 10: parley.wire.v1.Frame.read:type_name -> parley.wire.v1.Read
-	17, // 11: parley.wire.v1.Frame.error:type_name -> parley.wire.v1.Error
-	0,  // 12: parley.wire.v1.Conversation.type:type_name -> parley.wire.v1.ConversationType
-	8,  // 13: parley.wire.v1.Send.to:type_name -> parley.wire.v1.Conversation
-	1,  // 14: parley.wire.v1.Send.content_type:type_name -> parley.wire.v1.ContentType
-	8,  // 15: parley.wire.v1.Message.to:type_name -> parley.wire.v1.Conversation
-	1,  // 16: parley.wire.v1.Message.content_type:type_name -> parley.wire.v1.ContentType
-	11, // 17: parley.wire.v1.Push.message:type_name -> parley.wire.v1.Message
-	11, // 18: parley.wire.v1.SyncBatch.messages:type_name -> parley.wire.v1.Message
-	8,  // 19: parley.wire.v1.Read.conversation:type_name -> parley.wire.v1.Conversation
-	2,  // 20: parley.wire.v1.Error.code:type_name -> parley.wire.v1.ErrorCode
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	24, // 11: parley.wire.v1.Frame.error:type_name -> parley.wire.v1.Error
+	17, // 12: parley.wire.v1.Frame.join_room:type_name -> parley.wire.v1.JoinRoom
+	18, // 13: parley.wire.v1.Frame.join_room_ok:type_name -> parley.wire.v1.JoinRoomOK
+	19, // 14: parley.wire.v1.Frame.leave_room:type_name -> parley.wire.v1.LeaveRoom
+	20, // 15: parley.wire.v1.Frame.leave_room_ok:type_name -> parley.wire.v1.LeaveRoomOK
+	21, // 16: parley.wire.v1.Frame.room_message:type_name -> parley.wire.v1.RoomMessage
+	22, // 17: parley.wire.v1.Frame.call:type_name -> parley.wire.v1.Call
+	23, // 18: parley.wire.v1.Frame.call_result:type_name -> parley.wire.v1.CallResult
+	0,  // 19: parley.wire.v1.Conversation.type:type_name -> parley.wire.v1.ConversationType
+	8,  // 20: parley.wire.v1.Send.to:type_name -> parley.wire.v1.Conversation
+	1,  // 21: parley.wire.v1.Send.content_type:type_name -> parley.wire.v1.ContentType
+	8,  // 22: parley.wire.v1.Message.to:type_name -> parley.wire.v1.Conversation
+	1,  // 23: parley.wire.v1.Message.content_type:type_name -> parley.wire.v1.ContentType
+	11, // 24: parley.wire.v1.Push.message:type_name -> parley.wire.v1.Message
+	11, // 25: parley.wire.v1.SyncBatch.messages:type_name -> parley.wire.v1.Message
+	8,  // 26: parley.wire.v1.Read.conversation:type_name -> parley.wire.v1.Conversation
+	11, // 27: parley.wire.v1.JoinRoomOK.messages:type_name -> parley.wire.v1.Message
+	11, // 28: parley.wire.v1.RoomMessage.message:type_name -> parley.wire.v1.Message
+	2,  // 29: parley.wire.v1.Error.code:type_name -> parley.wire.v1.ErrorCode
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_parley_wire_v1_wire_proto_init() }
@@ -1583,6 +2118,13 @@ func file_parley_wire_v1_wire_proto_init() {
 		(*Frame_Ack)(nil),
 		(*Frame_Read)(nil),
 		(*Frame_Error)(nil),
+		(*Frame_JoinRoom)(nil),
+		(*Frame_JoinRoomOk)(nil),
+		(*Frame_LeaveRoom)(nil),
+		(*Frame_LeaveRoomOk)(nil),
+		(*Frame_RoomMessage)(nil),
+		(*Frame_Call)(nil),
+		(*Frame_CallResult)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1590,7 +2132,7 @@ func file_parley_wire_v1_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_parley_wire_v1_wire_proto_rawDesc), len(file_parley_wire_v1_wire_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   15,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -52,6 +52,13 @@ var (
 	bucketClientKey = []byte("clientkey")
 	bucketDevices   = []byte("devices")
 	keyVersion      = []byte("schema_version")
+
+	// The directory (see directory.go).
+	bucketGroups     = []byte("groups")
+	bucketMembers    = []byte("members")
+	bucketUserGroups = []byte("usergroups")
+	bucketFriends    = []byte("friends")
+	bucketBlocks     = []byte("blocks")
 )
 
 // migration is one step of the file's schema. Versions start at 1 and have
@@ -66,6 +73,14 @@ type migration struct {
 var migrations = []migration{
 	{1, "create buckets", func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketMail, bucketMsgID, bucketClientKey, bucketDevices} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return fmt.Errorf("create bucket %s: %w", name, err)
+			}
+		}
+		return nil
+	}},
+	{2, "create directory buckets", func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketGroups, bucketMembers, bucketUserGroups, bucketFriends, bucketBlocks} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}

@@ -8,6 +8,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/parleyim/parley/sync/directory"
 	"github.com/parleyim/parley/sync/mailbox"
 	"github.com/parleyim/parley/sync/storetest"
 )
@@ -32,6 +33,14 @@ func TestConformance(t *testing.T) {
 		return filepath.Join(t.TempDir(), "data", "mailbox.db")
 	})
 	storetest.Run(t, func(t *testing.T) mailbox.Store { return openTest(t, path(t)) })
+}
+
+func TestDirectoryConformance(t *testing.T) {
+	storetest.RunDirectory(t, func(t *testing.T) directory.Store {
+		s := openTest(t, filepath.Join(t.TempDir(), "data", "mailbox.db"))
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
 }
 
 func TestMigrationsRecorded(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/parleyim/parley/schemas/migrations"
+	"github.com/parleyim/parley/sync/directory"
 	"github.com/parleyim/parley/sync/mailbox"
 	"github.com/parleyim/parley/sync/mysqlstore/mysqltest"
 	"github.com/parleyim/parley/sync/storetest"
@@ -35,6 +36,10 @@ func openTest(t testing.TB, dsn string) *Store {
 func TestConformance(t *testing.T) {
 	dsn := storetest.PerTest(func(t *testing.T) string { return mysqltest.NewDSN(t) })
 	storetest.Run(t, func(t *testing.T) mailbox.Store { return openTest(t, dsn(t)) })
+}
+
+func TestDirectoryConformance(t *testing.T) {
+	storetest.RunDirectory(t, func(t *testing.T) directory.Store { return openTest(t, mysqltest.NewDSN(t)) })
 }
 
 func TestMigrationsConcurrentOpen(t *testing.T) {

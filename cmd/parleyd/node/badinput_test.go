@@ -91,8 +91,13 @@ func TestBadInput(t *testing.T) {
 		{"invalid recipient", sendTo("not valid!", "x1", []byte("hi")), wirepb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT},
 		{"missing client msg id", sendTo("carol", "", []byte("hi")), wirepb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT},
 		{"oversized body", sendTo("carol", "x2", bytes.Repeat([]byte("a"), 40<<10)), wirepb.ErrorCode_ERROR_CODE_BODY_TOO_LARGE},
-		{"group not supported", &wirepb.Frame{Id: 7, Body: &wirepb.Frame_Send{Send: &wirepb.Send{
-			To: &wirepb.Conversation{Type: wirepb.ConversationType_CONVERSATION_TYPE_GROUP, Id: "g1"}, ClientMsgId: "x3"}}}, wirepb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT},
+		{"missing group", &wirepb.Frame{Id: 7, Body: &wirepb.Frame_Send{Send: &wirepb.Send{
+			To: &wirepb.Conversation{Type: wirepb.ConversationType_CONVERSATION_TYPE_GROUP, Id: "g1"}, ClientMsgId: "x3"}}}, wirepb.ErrorCode_ERROR_CODE_NOT_FOUND},
+		{"unknown conversation type", &wirepb.Frame{Id: 8, Body: &wirepb.Frame_Send{Send: &wirepb.Send{
+			To: &wirepb.Conversation{Type: 99, Id: "g1"}, ClientMsgId: "x4"}}}, wirepb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT},
+		{"unknown call", &wirepb.Frame{Id: 9, Body: &wirepb.Frame_Call{Call: &wirepb.Call{Method: "message.broadcast", ParamsJson: "{}"}}}, wirepb.ErrorCode_ERROR_CODE_NOT_FOUND},
+		{"malformed call params", &wirepb.Frame{Id: 10, Body: &wirepb.Frame_Call{Call: &wirepb.Call{Method: "friend.list", ParamsJson: "{nope"}}}, wirepb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT},
+		{"call acting as someone else", &wirepb.Frame{Id: 11, Body: &wirepb.Frame_Call{Call: &wirepb.Call{Method: "friend.list", ParamsJson: `{"user":"someone-else"}`}}}, wirepb.ErrorCode_ERROR_CODE_PERMISSION_DENIED},
 	}
 	for _, tc := range replies {
 		t.Run(tc.name, func(t *testing.T) {

@@ -17,17 +17,22 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/parleyim/parley/actors/api"
 	"github.com/parleyim/parley/actors/host"
+	"github.com/parleyim/parley/actors/room"
 	"github.com/parleyim/parley/actors/shard"
 	"github.com/parleyim/parley/edge"
 	"github.com/parleyim/parley/edge/auth"
@@ -35,6 +40,7 @@ import (
 	"github.com/parleyim/parley/edge/web"
 	"github.com/parleyim/parley/edge/ws"
 	"github.com/parleyim/parley/sync/boltstore"
+	"github.com/parleyim/parley/sync/directory"
 	"github.com/parleyim/parley/sync/mailbox"
 	"github.com/parleyim/parley/sync/mysqlstore"
 )
@@ -82,7 +88,37 @@ type Config struct {
 	// ActorIdleTimeout passivates a user actor with no online device after
 	// this long without messages; zero means 2 minutes.
 	ActorIdleTimeout time.Duration
-	Logger           *slog.Logger
+	// Roles is what this process runs: RoleEdge (client listeners) and/or
+	// RoleLogic (user actors, the directory and the server API). Empty means
+	// both. An edge-only node needs the NATS of a logic node (NATSURL).
+	Roles []string
+	// APIKey authenticates the business server on the NATS and HTTP API.
+	// Empty: with the development secret, DevAPIKey (logged); otherwise
+	// the NATS and HTTP API are off.
+	APIKey string
+	// RequireFriendship refuses 1:1 messages between users who are not friends.
+	RequireFriendship bool
+	// MaxGroupMembers caps a group's size; zero means 10,000.
+	MaxGroupMembers int
+	// RoomHistory is how many messages each chat room keeps for replay, and
+	// RoomMaxAge how long; zero means 100 and 1 hour.
+	RoomHistory int
+	RoomMaxAge  time.Duration
+	Logger      *slog.Logger
+}
+
+// The roles of a node.
+const (
+	RoleEdge  = "edge"
+	RoleLogic = "logic"
+)
+
+// DevAPIKey is the server API key used with the development token secret
+// when no --api-key is set. Never in production.
+const DevAPIKey = "parley-dev-api-key"
+
+func (c Config) runs(role string) bool {
+	return len(c.Roles) == 0 || slices.Contains(c.Roles, role)
 }
 
 // Node is one running parleyd.
@@ -93,7 +129,10 @@ type Node struct {
 	natsSrv *server.Server // nil with an external NATS
 	nc      *nats.Conn
 	store   mailbox.Store
+	dir     directory.Store
 	host    *host.Host
+	api     *api.Service
+	micro   micro.Service
 	hub     *edge.Hub
 	tcp     *tcp.Server
 	ws      *ws.Handler
@@ -120,6 +159,11 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	for _, r := range cfg.Roles {
+		if r != RoleEdge && r != RoleLogic {
+			return nil, fmt.Errorf("--roles: unknown role %q (want edge and/or logic)", r)
+		}
 	}
 	n := &Node{cfg: cfg, log: log}
 	defer func() {
@@ -157,81 +201,15 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("--nats-url %s: %w", natsURL, err)
 	}
 
-	// Store.
-	switch {
-	case cfg.Store == "" || cfg.Store == "embedded":
-		path := filepath.Join(cfg.DataDir, "parley.db")
-		n.store, err = boltstore.Open(path, boltstore.Options{})
-		if err != nil {
-			return nil, fmt.Errorf("open embedded store: %w", err)
+	if cfg.runs(RoleLogic) {
+		if err := n.startLogic(ctx); err != nil {
+			return nil, err
 		}
-		log.Info("embedded store opened", "path", path)
-	case strings.HasPrefix(cfg.Store, "mysql://"):
-		dsn, err := mysqlstore.ParseURL(cfg.Store)
-		if err != nil {
-			return nil, fmt.Errorf("--store: %w", err)
+	}
+	if cfg.runs(RoleEdge) {
+		if err := n.startEdge(ctx); err != nil {
+			return nil, err
 		}
-		n.store, err = mysqlstore.Open(ctx, dsn, mysqlstore.Options{})
-		if err != nil {
-			return nil, fmt.Errorf("open mysql store: %w", err)
-		}
-		log.Info("mysql store opened")
-	default:
-		return nil, fmt.Errorf("--store %q: want empty (embedded) or mysql://user:pass@host:port/db", cfg.Store)
-	}
-
-	// Logic.
-	workers := 1
-	if _, ok := n.store.(*mysqlstore.Store); ok {
-		workers = 4
-	}
-	n.host, err = host.New(host.Config{
-		NATS: n.nc, Store: n.store, Shards: cfg.Shards, CommitWorkers: workers,
-		MaxBodySize: cfg.MaxBodySize, IdleTimeout: cfg.ActorIdleTimeout, Logger: log,
-	})
-	if err != nil {
-		return nil, err
-	}
-	if err := n.host.Start(ctx); err != nil {
-		return nil, err
-	}
-
-	// Edge.
-	secret := cfg.Secret
-	if secret == "" {
-		secret = auth.DevSecret
-		n.devTokens = true
-		log.Warn("no --secret set: using the development token secret and serving /dev/token; never do this in production")
-	}
-	verifier, err := auth.NewVerifier([]byte(secret))
-	if err != nil {
-		return nil, err
-	}
-	n.hub, err = edge.NewHub(edge.HubConfig{
-		EdgeID: cfg.EdgeID, NATS: n.nc, Verifier: verifier,
-		SignInTimeout: cfg.SignInTimeout, IdleTimeout: cfg.IdleTimeout, MaxBodySize: cfg.MaxBodySize,
-		Logger: log,
-	})
-	if err != nil {
-		return nil, err
-	}
-	if err := n.hub.Start(); err != nil {
-		return nil, err
-	}
-	tcpAddr, explicit := orDefault(cfg.TCPListen, DefaultTCPAddr)
-	if tcpAddr, err = freeIfTaken(tcpAddr, explicit, "--tcp-listen"); err != nil {
-		return nil, err
-	}
-	n.tcp, err = tcp.New(tcp.Config{Addr: tcpAddr, Handler: n.hub, MaxFrameSize: cfg.MaxFrameSize, Logger: log})
-	if err != nil {
-		return nil, err
-	}
-	if err := n.tcp.Start(ctx); err != nil {
-		return nil, fmt.Errorf("--tcp-listen %s: %w", tcpAddr, err)
-	}
-	n.ws, err = ws.New(ws.Config{Handler: n.hub, MaxFrameSize: cfg.MaxFrameSize, Logger: log})
-	if err != nil {
-		return nil, err
 	}
 	httpAddr, explicit := orDefault(cfg.HTTPListen, DefaultHTTPAddr)
 	n.httpLn, err = listen(httpAddr, explicit, "--http-listen")
@@ -245,27 +223,164 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 	}()
 	n.ready.Store(true)
-	log.Info("parleyd ready", "edge", cfg.EdgeID, "tcp", n.TCPAddr().String(), "http", n.HTTPAddr().String(),
-		"ws", "ws://"+n.HTTPAddr().String()+"/ws", "web", "http://"+n.HTTPAddr().String()+"/", "nats", natsURL)
+	attrs := []any{"edge", cfg.EdgeID, "roles", cfg.Roles, "http", n.HTTPAddr().String(), "nats", natsURL}
+	if n.tcp != nil {
+		attrs = append(attrs, "tcp", n.TCPAddr().String(), "ws", "ws://"+n.HTTPAddr().String()+"/ws", "web", "http://"+n.HTTPAddr().String()+"/")
+	}
+	log.Info("parleyd ready", attrs...)
 	return n, nil
+}
+
+// startLogic opens the store and starts the actor host and the server API.
+func (n *Node) startLogic(ctx context.Context) (err error) {
+	cfg, log := n.cfg, n.log
+	switch {
+	case cfg.Store == "" || cfg.Store == "embedded":
+		path := filepath.Join(cfg.DataDir, "parley.db")
+		n.store, err = boltstore.Open(path, boltstore.Options{})
+		if err != nil {
+			return fmt.Errorf("open embedded store: %w", err)
+		}
+		log.Info("embedded store opened", "path", path)
+	case strings.HasPrefix(cfg.Store, "mysql://"):
+		dsn, err := mysqlstore.ParseURL(cfg.Store)
+		if err != nil {
+			return fmt.Errorf("--store: %w", err)
+		}
+		n.store, err = mysqlstore.Open(ctx, dsn, mysqlstore.Options{})
+		if err != nil {
+			return fmt.Errorf("open mysql store: %w", err)
+		}
+		log.Info("mysql store opened")
+	default:
+		return fmt.Errorf("--store %q: want empty (embedded) or mysql://user:pass@host:port/db", cfg.Store)
+	}
+
+	n.dir = n.store.(directory.Store) // both stores hold the directory too
+
+	workers := 1
+	if _, ok := n.store.(*mysqlstore.Store); ok {
+		workers = 4
+	}
+	n.host, err = host.New(host.Config{
+		NATS: n.nc, Store: n.store, Directory: n.dir, Shards: cfg.Shards, CommitWorkers: workers,
+		RequireFriendship: cfg.RequireFriendship, MaxGroupMembers: cfg.MaxGroupMembers,
+		MaxBodySize: cfg.MaxBodySize, IdleTimeout: cfg.ActorIdleTimeout, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	n.api, err = api.New(api.Config{Host: n.host, Store: n.store, NATS: n.nc, APIKey: n.apiKey(), MaxBodySize: cfg.MaxBodySize, Logger: log})
+	if err != nil {
+		return err
+	}
+	n.host.SetCall(n.api.CallAs)
+	js, err := jetstream.New(n.nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	if _, err := room.EnsureStream(ctx, js, n.roomConfig()); err != nil { // the API pushes to rooms
+		return err
+	}
+	if err := n.host.Start(ctx); err != nil {
+		return err
+	}
+	if n.apiKey() != "" {
+		if n.micro, err = n.api.Register(Version); err != nil {
+			return err
+		}
+		if n.cfg.APIKey == "" {
+			log.Warn("no --api-key set: the server API accepts the development key; never do this in production", "api_key", DevAPIKey)
+		}
+	} else {
+		log.Warn("no --api-key set: the server API over NATS and HTTP is off")
+	}
+	return nil
+}
+
+// startEdge starts the session hub and the TCP and WebSocket listeners.
+func (n *Node) startEdge(ctx context.Context) (err error) {
+	cfg, log := n.cfg, n.log
+	secret := cfg.Secret
+	if secret == "" {
+		secret = auth.DevSecret
+		n.devTokens = true
+		log.Warn("no --secret set: using the development token secret and serving /dev/token; never do this in production")
+	}
+	verifier, err := auth.NewVerifier([]byte(secret))
+	if err != nil {
+		return err
+	}
+	n.hub, err = edge.NewHub(edge.HubConfig{
+		EdgeID: cfg.EdgeID, NATS: n.nc, Verifier: verifier,
+		SignInTimeout: cfg.SignInTimeout, IdleTimeout: cfg.IdleTimeout, MaxBodySize: cfg.MaxBodySize,
+		Rooms: n.roomConfig(), Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := n.hub.Start(); err != nil {
+		return err
+	}
+	tcpAddr, explicit := orDefault(cfg.TCPListen, DefaultTCPAddr)
+	if tcpAddr, err = freeIfTaken(tcpAddr, explicit, "--tcp-listen"); err != nil {
+		return err
+	}
+	n.tcp, err = tcp.New(tcp.Config{Addr: tcpAddr, Handler: n.hub, MaxFrameSize: cfg.MaxFrameSize, Logger: log})
+	if err != nil {
+		return err
+	}
+	if err := n.tcp.Start(ctx); err != nil {
+		return fmt.Errorf("--tcp-listen %s: %w", tcpAddr, err)
+	}
+	n.ws, err = ws.New(ws.Config{Handler: n.hub, MaxFrameSize: cfg.MaxFrameSize, Logger: log})
+	if err != nil {
+		return err
+	}
+	return nil
+}
+
+func (n *Node) roomConfig() room.Config {
+	return room.Config{MaxAge: n.cfg.RoomMaxAge, MaxPerRoom: int64(n.cfg.RoomHistory)}
+}
+
+// Version is parleyd's version, reported by the micro service.
+const Version = "0.3.0-dev"
+
+// apiKey is the server API key in force ("" = NATS and HTTP API off).
+func (n *Node) apiKey() string {
+	switch {
+	case n.cfg.APIKey != "":
+		return n.cfg.APIKey
+	case n.cfg.Secret == "":
+		return DevAPIKey
+	}
+	return ""
 }
 
 func (n *Node) routes() http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "parley_edge_connections", Help: "Open client connections on this edge.",
-	}, func() float64 { return float64(n.hub.Conns()) }))
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "parley_actors_active", Help: "User actors running on this node.",
-	}, func() float64 { return float64(n.host.ActiveActors()) }))
-	var page web.Config
-	if n.devTokens {
-		page.Mint = func(uid string) (string, error) { return auth.Mint([]byte(auth.DevSecret), uid, 24*time.Hour) }
-	}
 	mux := http.NewServeMux()
-	mux.Handle("/", web.Handler(page))
-	mux.Handle("/ws", n.ws)
+	if n.hub != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "parley_edge_connections", Help: "Open client connections on this edge.",
+		}, func() float64 { return float64(n.hub.Conns()) }))
+		var page web.Config
+		if n.devTokens {
+			page.Mint = func(uid string) (string, error) { return auth.Mint([]byte(auth.DevSecret), uid, 24*time.Hour) }
+		}
+		mux.Handle("/", web.Handler(page))
+		mux.Handle("/ws", n.ws)
+	}
+	if n.host != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "parley_actors_active", Help: "User actors running on this node.",
+		}, func() float64 { return float64(n.host.ActiveActors()) }))
+	}
+	if n.api != nil && n.apiKey() != "" {
+		mux.Handle(api.HTTPPrefix, n.api)
+	}
 	if n.cfg.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -314,6 +429,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	}
 	if n.httpSrv != nil {
 		errs = append(errs, n.httpSrv.Shutdown(ctx))
+	}
+	if n.micro != nil {
+		errs = append(errs, n.micro.Stop())
 	}
 	if n.host != nil {
 		errs = append(errs, n.host.Shutdown(ctx))

@@ -1,4 +1,6 @@
-package user
+// Package msgid makes Parley's message ids: globally unique, time ordered,
+// 26 characters of lower-case base32hex.
+package msgid
 
 import (
 	"crypto/rand"
@@ -12,19 +14,20 @@ import (
 // strings sort like the bytes they encode.
 var msgIDEncoding = base32.NewEncoding("0123456789abcdefghijklmnopqrstuv").WithPadding(base32.NoPadding)
 
-// idGen makes message ids: 6 bytes of Unix milliseconds, 2 random bytes chosen
+// Gen makes message ids: 6 bytes of Unix milliseconds, 2 random bytes chosen
 // per process (so two nodes almost never share a prefix) and an 8-byte counter
 // that starts at a random value and only grows. Ids are unique, sort by
 // creation time across the process, and encode to 26 characters.
-type idGen struct {
+type Gen struct {
 	mu      sync.Mutex // guards the following
 	node    [2]byte
 	lastMS  int64
 	counter uint64
 }
 
-func newIDGen() *idGen {
-	g := &idGen{}
+// New returns a generator.
+func New() *Gen {
+	g := &Gen{}
 	var seed [10]byte
 	_, _ = rand.Read(seed[:])
 	copy(g.node[:], seed[:2])
@@ -32,8 +35,9 @@ func newIDGen() *idGen {
 	return g
 }
 
-// next returns a new id and the millisecond timestamp it carries.
-func (g *idGen) next(now time.Time) (string, int64) {
+// Next returns a new id and the millisecond timestamp it carries. Safe for
+// concurrent use.
+func (g *Gen) Next(now time.Time) (string, int64) {
 	g.mu.Lock()
 	ms := now.UnixMilli()
 	if ms < g.lastMS {
