@@ -165,6 +165,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			return nil, fmt.Errorf("--roles: unknown role %q (want edge and/or logic)", r)
 		}
 	}
+	if !cfg.runs(RoleLogic) && cfg.NATSURL == "" {
+		return nil, errors.New("--roles edge needs --nats-url: the NATS of the logic node (an edge alone has no one to talk to)")
+	}
 	n := &Node{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {

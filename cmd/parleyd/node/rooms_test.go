@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -125,6 +126,23 @@ func TestRoomsAcrossEdges(t *testing.T) {
 	for _, uid := range []string{"r00", "r11", "r22", "latecomer"} {
 		if msgs := syncAll(t, logic, uid); len(msgs) != 0 {
 			t.Fatalf("%s's mailbox has %d entries; want none from the room", uid, len(msgs))
+		}
+	}
+}
+
+// TestRoleErrors: a role configuration that cannot work is refused at
+// start with a message naming the flag.
+func TestRoleErrors(t *testing.T) {
+	for _, tc := range []struct {
+		roles []string
+		want  string
+	}{
+		{[]string{"gateway"}, "--roles"},
+		{[]string{RoleEdge}, "--nats-url"},
+	} {
+		_, err := Start(t.Context(), Config{DataDir: t.TempDir(), Roles: tc.roles, NATSListen: "127.0.0.1:0", TCPListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0"})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("roles %v: err = %v; want one naming %s", tc.roles, err, tc.want)
 		}
 	}
 }
