@@ -225,3 +225,56 @@ func waitPush(t testing.TB, c *rawConn, match func(*wirepb.Message) bool) *wirep
 	t.Fatal("no matching push in 100")
 	return nil
 }
+
+// TestEvents: sends, group changes, friend changes and devices coming and
+// going are published on im.evt.> as JSON.
+func TestEvents(t *testing.T) {
+	n := startNode(t, "", "", withAPIKey)
+	nc, err := nats.Connect(n.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	evs := make(chan *nats.Msg, 64)
+	if _, err := nc.ChanSubscribe("im.evt.>", evs); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	next := func(subject, typ string) map[string]any {
+		t.Helper()
+		timeout := time.After(5 * time.Second)
+		for {
+			select {
+			case m := <-evs:
+				var ev map[string]any
+				if err := json.Unmarshal(m.Data, &ev); err != nil {
+					t.Fatalf("event on %s is not JSON: %q", m.Subject, m.Data)
+				}
+				if m.Subject == subject && ev["type"] == typ {
+					return ev
+				}
+			case <-timeout:
+				t.Fatalf("no %s event on %s", typ, subject)
+			}
+		}
+	}
+	c := dialRaw(t, n.TCPAddr())
+	c.signIn("eve", "laptop")
+	if ev := next("im.evt.device.eve", "device.online"); ev["device_id"] != "laptop" || ev["edge_id"] == "" {
+		t.Fatalf("device.online = %v", ev)
+	}
+	ack := c.sendText("frank", "e1", "hi frank").GetSendAck()
+	if ev := next("im.evt.message.eve", "message.created"); ev["msg_id"] != ack.GetMsgId() || ev["to"].(map[string]any)["id"] != "frank" || ev["recipients"] != float64(1) {
+		t.Fatalf("message.created = %v; want %s to frank", ev, ack.GetMsgId())
+	}
+	apiOK(t, n, "group.create", map[string]any{"group_id": "evg", "name": "E", "owner": "eve", "members": []string{"frank"}}, nil)
+	if ev := next("im.evt.group.evg", "group.created"); len(ev["users"].([]any)) != 2 {
+		t.Fatalf("group.created = %v", ev)
+	}
+	c.callOK("friend.request", map[string]any{"peer": "frank"})
+	next("im.evt.friend.eve", "friend.requested")
+	c.c.Close()
+	next("im.evt.device.eve", "device.offline")
+}
