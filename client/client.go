@@ -22,6 +22,9 @@ type Client struct {
 	ep   endpoint
 	log  *slog.Logger
 	msgs chan *wirepb.Message // closed by deliverLoop when it exits
+	// roomQ and transQ feed RoomMessages and Transient; closed by shutdown.
+	roomQ  *liveQueue
+	transQ *liveQueue
 
 	ctx    context.Context // canceled by shutdown
 	cancel context.CancelFunc
@@ -42,8 +45,15 @@ type Client struct {
 	delivered   atomic.Uint64 // highest seq handed to the app on Messages
 	ackedSent   atomic.Uint64 // highest seq the server has for this device's ack cursor
 	closeCalled atomic.Bool
+	// roomHeldDropped counts room messages dropped while rejoining.
+	roomHeldDropped atomic.Uint64
 
 	syncMu sync.Mutex // one Sync round at a time
+
+	// roomMu guards rooms: the rooms the app joined and has not left, which
+	// the client rejoins after a reconnect. Never held with mu.
+	roomMu sync.Mutex
+	rooms  map[string]*roomState
 
 	mu sync.Mutex // guards the following fields
 	// cn is the signed-in connection, nil while disconnected. connCh is
@@ -78,6 +88,9 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		ep:       ep,
 		log:      cfg.Logger.With("addr", cfg.Addr, "device", cfg.DeviceID),
 		msgs:     make(chan *wirepb.Message),
+		roomQ:    newLiveQueue(cfg.RoomQueueSize),
+		transQ:   newLiveQueue(cfg.TransientQueueSize),
+		rooms:    make(map[string]*roomState),
 		wake:     make(chan struct{}, 1),
 		room:     make(chan struct{}, 1),
 		syncKick: make(chan struct{}, 1),
@@ -118,6 +131,42 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 // Sync once the reader catches up, so a slow reader never loses messages
 // and never grows memory without bound.
 func (c *Client) Messages() <-chan *wirepb.Message { return c.msgs }
+
+// Transient returns the channel of transient pushes: messages the server
+// pushes with seq 0, such as a broadcast to everyone online. They are in no
+// mailbox, so they never come out of Messages, never count as a gap and
+// never move MaxSeq; a device that is offline or does not read them in time
+// misses them. At most Config.TransientQueueSize wait: past that the oldest
+// is dropped (Stats().TransientDropped). A SendOnly client ignores them.
+// The channel is closed when the client stops.
+func (c *Client) Transient() <-chan *wirepb.Message { return c.transQ.ch }
+
+// Stats counts what the client dropped on the app's behalf.
+type Stats struct {
+	// RoomDropped is how many room messages were dropped because the app
+	// did not read RoomMessages in time (Config.RoomQueueSize), or because
+	// too many arrived while the client was rejoining a room.
+	RoomDropped uint64
+	// TransientDropped is how many transient pushes were dropped because
+	// the app did not read Transient in time (Config.TransientQueueSize).
+	TransientDropped uint64
+}
+
+// Stats returns the client's counters.
+func (c *Client) Stats() Stats {
+	return Stats{
+		RoomDropped:      c.roomQ.dropped.Load() + c.roomHeldDropped.Load(),
+		TransientDropped: c.transQ.dropped.Load(),
+	}
+}
+
+// onTransient hands a seq-0 push to Transient.
+func (c *Client) onTransient(m *wirepb.Message) {
+	if c.cfg.SendOnly || m == nil {
+		return
+	}
+	c.transQ.push(m)
+}
 
 // MaxSeq returns the highest seq the client holds: every entry up to it has
 // been delivered on Messages or is queued for it.
@@ -172,6 +221,8 @@ func (c *Client) shutdown(err error) {
 	if cn != nil {
 		c.failConn(cn, ErrClosed)
 	}
+	c.roomQ.close()
+	c.transQ.close()
 }
 
 // supervise owns the connection's lifetime: it waits for cn to fail, then
@@ -310,6 +361,10 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 		return nil, err
 	}
 
+	// Rejoin the app's rooms before anything else can use cn, so that a
+	// room Send retried on cn reaches the server after the JoinRoom.
+	rejoins := c.writeRejoins(cn)
+
 	c.mu.Lock()
 	select {
 	case <-cn.done: // failed between the reply and now
@@ -335,6 +390,10 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 		notify(c.syncKick)
 	}
 	notify(c.ackKick)
+	if len(rejoins) > 0 {
+		c.wg.Add(1)
+		go c.awaitRejoins(cn, rejoins)
+	}
 	return cn, nil
 }
 

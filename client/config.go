@@ -24,6 +24,7 @@ const (
 	defaultMaxBackoff     = 10 * time.Second
 	defaultQueueSize      = 10000
 	defaultMaxFrameSize   = 8 << 20
+	defaultLiveQueueSize  = 1000
 	// defaultHeartbeat is used when SignInOK carries no heartbeat_ms.
 	defaultHeartbeat = 25 * time.Second
 	// maxSendFrame is the largest frame the client writes: the server's
@@ -71,8 +72,9 @@ type Config struct {
 	// for devices that keep no local state, such as the CLI.
 	ResumeFromAck bool
 	// SendOnly makes a client that only sends: it never syncs, ignores
-	// pushes, sends no Acks, and Messages delivers nothing until it is
-	// closed. For scripts and load generators.
+	// pushes (transient ones too), sends no Acks, and Messages delivers
+	// nothing until it is closed. Rooms and Call work as usual. For
+	// scripts, load generators and room-only clients.
 	SendOnly bool
 
 	// RequestTimeout bounds one attempt of a request (sign-in, Send, a Sync
@@ -99,6 +101,24 @@ type Config struct {
 	// drops the connection. Zero means 8 MiB, which fits a full Sync page
 	// of maximum-size bodies.
 	MaxFrameSize int
+
+	// RoomQueueSize bounds the room messages waiting for the app on
+	// RoomMessages. Room messages are not stored in any mailbox, so the
+	// client cannot fetch them again: when the app does not read and the
+	// buffer is full, the oldest waiting message is dropped and counted in
+	// Stats().RoomDropped. The connection's reader never blocks on it.
+	// Zero means 1000.
+	RoomQueueSize int
+	// TransientQueueSize bounds the transient pushes (seq 0) waiting for
+	// the app on Transient, with the same drop-oldest rule, counted in
+	// Stats().TransientDropped. Zero means 1000.
+	TransientQueueSize int
+	// OnRoomLost, if set, is called when the client gives up a room it had
+	// joined because the server refused to rejoin it after a reconnect (a
+	// non-temporary error, such as PERMISSION_DENIED): the client has
+	// forgotten the room and err is the server's *Error. It runs on its own
+	// goroutine of the client and must not block for long.
+	OnRoomLost func(roomID string, err error)
 
 	// Logger receives the client's logs. Nil means discard.
 	Logger *slog.Logger
@@ -152,6 +172,12 @@ func (c Config) withDefaults() (Config, endpoint, error) {
 	}
 	if c.MaxFrameSize <= 0 {
 		c.MaxFrameSize = defaultMaxFrameSize
+	}
+	if c.RoomQueueSize <= 0 {
+		c.RoomQueueSize = defaultLiveQueueSize
+	}
+	if c.TransientQueueSize <= 0 {
+		c.TransientQueueSize = defaultLiveQueueSize
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -36,12 +36,21 @@ type conn struct {
 	waiters map[uint64]*waiter
 }
 
-// waiter is one request waiting for its reply.
+// waiter is one request waiting for its reply. The reader handles some
+// replies before it wakes the waiter, so that their effects are ordered with
+// the frames around them; the request fields say how.
 type waiter struct {
 	reply chan *wirepb.Frame // buffered 1; the reader sends at most once
 	// send is the request when it is a Send: its SendAck lets the client add
-	// the sent message to its own mailbox stream without a Sync.
+	// the sent message to its own mailbox stream without a Sync (or, for a
+	// room, to RoomMessages).
 	send *wirepb.Send
+	// join is the request when it is a JoinRoom: the reader dedupes the
+	// replay in JoinRoomOK against what the app already has.
+	join *wirepb.JoinRoom
+	// rejoin marks a JoinRoom the client sent itself after a reconnect: the
+	// new part of its replay goes to RoomMessages.
+	rejoin bool
 }
 
 func newConn(t transport, signInID uint64) *conn {
@@ -50,12 +59,30 @@ func newConn(t transport, signInID uint64) *conn {
 	return cn
 }
 
-func (cn *conn) register(id uint64, send *wirepb.Send) *waiter {
-	w := &waiter{reply: make(chan *wirepb.Frame, 1), send: send}
+// register installs w (nil for a plain request) as the waiter for id and
+// returns it with its reply channel set.
+func (cn *conn) register(id uint64, w *waiter) *waiter {
+	if w == nil {
+		w = &waiter{}
+	}
+	w.reply = make(chan *wirepb.Frame, 1)
 	cn.mu.Lock()
 	cn.waiters[id] = w
 	cn.mu.Unlock()
 	return w
+}
+
+// alive reports whether cn is non-nil and has not failed.
+func (cn *conn) alive() bool {
+	if cn == nil {
+		return false
+	}
+	select {
+	case <-cn.done:
+		return false
+	default:
+		return true
+	}
 }
 
 // take removes and returns the waiter for id, or nil.
@@ -135,12 +162,31 @@ func (c *Client) roundTrip(ctx context.Context, f *wirepb.Frame, send *wirepb.Se
 	if err != nil {
 		return nil, err
 	}
-	f.Id = c.reqID.Add(1)
-	w := cn.register(f.Id, send)
+	return c.roundTripOn(ctx, cn, f, &waiter{send: send})
+}
+
+// roundTripOn is roundTrip on the connection cn, with w (nil for a plain
+// request) describing the request to the reader.
+func (c *Client) roundTripOn(ctx context.Context, cn *conn, f *wirepb.Frame, w *waiter) (*wirepb.Frame, error) {
+	w, err := c.request(cn, f, w)
 	defer cn.take(f.Id)
-	if err := c.write(cn, f, c.cfg.RequestTimeout); err != nil {
+	if err != nil {
 		return nil, err
 	}
+	return c.await(ctx, cn, w)
+}
+
+// request gives f a fresh id, registers w (nil for a plain request) for its
+// reply and writes f on cn. The caller must cn.take(f.Id) when done.
+func (c *Client) request(cn *conn, f *wirepb.Frame, w *waiter) (*waiter, error) {
+	f.Id = c.reqID.Add(1)
+	w = cn.register(f.Id, w)
+	return w, c.write(cn, f, c.cfg.RequestTimeout)
+}
+
+// await waits for the reply to a request written on cn, one
+// RequestTimeout at most. An Error reply is returned as *Error.
+func (c *Client) await(ctx context.Context, cn *conn, w *waiter) (*wirepb.Frame, error) {
 	timer := time.NewTimer(c.cfg.RequestTimeout)
 	defer timer.Stop()
 	var r *wirepb.Frame
@@ -188,7 +234,13 @@ func (c *Client) dispatch(cn *conn, f *wirepb.Frame) error {
 	if f.GetId() == 0 {
 		switch b := f.GetBody().(type) {
 		case *wirepb.Frame_Push:
-			c.accept(b.Push.GetMessage())
+			if m := b.Push.GetMessage(); m.GetSeq() == 0 {
+				c.onTransient(m)
+			} else {
+				c.accept(m)
+			}
+		case *wirepb.Frame_RoomMessage:
+			c.onRoomMessage(cn, b.RoomMessage.GetMessage())
 		case *wirepb.Frame_Error:
 			return fmt.Errorf("%w: closed by server: %w", ErrDisconnected, wireError(b.Error))
 		default:
@@ -209,10 +261,28 @@ func (c *Client) dispatch(cn *conn, f *wirepb.Frame) error {
 		}
 	}
 	if ack := f.GetSendAck(); ack != nil && w.send != nil {
-		c.accept(c.ownEntry(w.send, ack))
+		c.onSendAck(cn, w.send, ack)
+	}
+	if ok := f.GetJoinRoomOk(); ok != nil && w.join != nil {
+		c.onJoined(cn, w, ok)
 	}
 	w.reply <- f
 	return nil
+}
+
+// onSendAck records a message this client sent: a mailbox entry at the
+// sender's seq (user and group sends), or a live message of a room (room
+// sends, seq 0, in no mailbox).
+func (c *Client) onSendAck(cn *conn, s *wirepb.Send, ack *wirepb.SendAck) {
+	m := c.ownEntry(s, ack)
+	switch {
+	case s.GetTo().GetType() == wirepb.ConversationType_CONVERSATION_TYPE_ROOM:
+		c.onRoomMessage(cn, m)
+	case ack.GetSeq() == 0:
+		c.log.Warn("send acked without a seq", "to_type", s.GetTo().GetType().String(), "msg_id", ack.GetMsgId())
+	default:
+		c.accept(m)
+	}
 }
 
 // ownEntry builds the mailbox entry for a message this client sent, from

@@ -38,6 +38,49 @@
 // Acks: after the app has received entries from Messages, the client sends
 // Ack{seq} for the last one, at most once per 200 ms, and once more on Close.
 //
+// # Groups
+//
+// A group message (SendGroupText, or Send to a GROUP conversation) is a
+// mailbox entry like a one-to-one message: the SendAck carries its seq in
+// the sender's mailbox, where it comes out of Messages with To set to the
+// group, and every member receives it at a seq of their own mailbox.
+// Membership is managed with Call ("group.create", "group.members.add", …).
+//
+// # Rooms
+//
+// Rooms are read diffusion: nothing of a room is in any mailbox, so room
+// messages have seq 0 and never touch MaxSeq or Messages. JoinRoom joins a
+// room on the connection and returns a replay of its latest messages; live
+// messages then come out of RoomMessages, deduplicated by msg id against
+// the replay and the recent live ones (a bounded set per room). Live
+// messages that arrive before the server confirms a join are held and
+// released after the replay. SendRoomText sends to a joined room; the
+// SendAck has seq 0 and the message comes out of RoomMessages once.
+//
+// The client remembers the joined rooms. After a reconnect it joins them
+// again with the same replay size and sends the part of the replay the app
+// has not seen (what it missed while disconnected) to RoomMessages, so the
+// app sees no duplicates; a room the server refuses is forgotten and
+// reported to Config.OnRoomLost. LeaveRoom forgets the room.
+//
+// RoomMessages never blocks the connection: past Config.RoomQueueSize
+// waiting messages the oldest is dropped and counted (Stats). A room message
+// the app did not read in time is gone, apart from later replays.
+//
+// # Transient pushes
+//
+// A Push whose message has seq 0 is a server push that is not stored (a
+// broadcast to everyone online, say). It comes out of Transient, bounded by
+// Config.TransientQueueSize with the same drop-oldest rule, and never counts
+// as a gap, never triggers a Sync and never moves MaxSeq.
+//
+// # Calls
+//
+// Call runs an API operation (friends, blocks, groups) as the signed-in
+// user over the same connection, with JSON parameters and result. Calls
+// change state and carry no idempotency key, so the client never retries
+// them: a timeout or disconnect is returned and the outcome is unknown.
+//
 // # Connection
 //
 // A heartbeat Ping goes out every heartbeat_ms (from SignInOK, 25 s if
@@ -57,5 +100,6 @@
 // Requests carry a fresh non-zero id per attempt. Send retries timeouts,
 // disconnects and temporary errors with the same client msg id until its
 // context ends; the server dedupes resends (a resend's SendAck has Duplicate
-// set). Non-temporary errors are returned as *Error.
+// set). JoinRoom retries the same way (joining twice is harmless); Call and
+// LeaveRoom do not retry. Non-temporary errors are returned as *Error.
 package client

@@ -41,6 +41,13 @@ type fakeServer struct {
 	// skipPush drops the push of m to a device.
 	skipPush func(uid, dev string, m *wirepb.Message) bool
 	dupPush  bool // push every entry twice
+	// onJoin runs when uid's n-th JoinRoom of room (from 1) arrives, after
+	// the connection is in the room and before the replay is read; a
+	// non-nil Error refuses the join.
+	onJoin func(uid, room string, n int) *wirepb.Error
+	// onCall answers a Call: a result JSON, or an Error; kill closes the
+	// connection without a reply. Nil answers every call with "{}".
+	onCall func(c *wirepb.Call) (result string, e *wirepb.Error, kill bool)
 
 	mu      sync.Mutex // guards the following
 	boxes   map[string][]*wirepb.Message
@@ -51,6 +58,12 @@ type fakeServer struct {
 	signIns map[string]int
 	acked   map[string]uint64 // uid/device → ack cursor
 	msgID   int
+	groups  map[string][]string           // group id → member uids
+	rooms   map[string][]*wirepb.Message  // room id → history, oldest first
+	inRoom  map[string]map[*fakeConn]bool // room id → joined connections
+	joins   map[string]int                // uid/room → JoinRooms received
+	leaves  []string                      // "uid room" of every LeaveRoom
+	calls   []*wirepb.Call                // every Call received
 
 	events chan string // "signin uid dev", "ack uid dev seq"; never blocks the server
 }
@@ -90,6 +103,10 @@ func newFakeCore(t testing.TB) *fakeServer {
 		signIns: make(map[string]int),
 		acked:   make(map[string]uint64),
 		events:  make(chan string, 1000),
+		groups:  make(map[string][]string),
+		rooms:   make(map[string][]*wirepb.Message),
+		inRoom:  make(map[string]map[*fakeConn]bool),
+		joins:   make(map[string]int),
 	}
 }
 
@@ -244,6 +261,9 @@ func (s *fakeServer) serve(fc *fakeConn, read func() (*wirepb.Frame, error)) {
 	defer func() {
 		s.mu.Lock()
 		delete(s.conns, fc)
+		for _, m := range s.inRoom {
+			delete(m, fc)
+		}
 		s.mu.Unlock()
 	}()
 	fc.write(&wirepb.Frame{Id: f.GetId(), Body: &wirepb.Frame_SignInOk{SignInOk: &wirepb.SignInOK{
@@ -271,6 +291,20 @@ func (s *fakeServer) serve(fc *fakeConn, read func() (*wirepb.Frame, error)) {
 			s.acked[fc.uid+"/"+fc.dev] = b.Ack.GetSeq()
 			s.mu.Unlock()
 			s.event("ack %s %s %d", fc.uid, fc.dev, b.Ack.GetSeq())
+		case *wirepb.Frame_JoinRoom:
+			s.handleJoin(fc, f.GetId(), b.JoinRoom)
+		case *wirepb.Frame_LeaveRoom:
+			room := b.LeaveRoom.GetRoomId()
+			s.mu.Lock()
+			delete(s.inRoom[room], fc)
+			s.leaves = append(s.leaves, fc.uid+" "+room)
+			s.mu.Unlock()
+			fc.write(&wirepb.Frame{Id: f.GetId(), Body: &wirepb.Frame_LeaveRoomOk{LeaveRoomOk: &wirepb.LeaveRoomOK{RoomId: room}}})
+			s.event("leave %s %s", fc.uid, room)
+		case *wirepb.Frame_Call:
+			if !s.handleCall(fc, f.GetId(), b.Call) {
+				return
+			}
 		default:
 			fc.write(&wirepb.Frame{Id: f.GetId(), Body: &wirepb.Frame_Error{Error: &wirepb.Error{
 				Code: wirepb.ErrorCode_ERROR_CODE_UNKNOWN_FRAME}}})
@@ -298,6 +332,12 @@ func (s *fakeServer) handleSend(fc *fakeConn, id uint64, in *wirepb.Send) bool {
 	}
 	key := fc.uid + "/" + fc.dev + "/" + in.GetClientMsgId()
 	s.mu.Lock()
+	if to := in.GetTo(); to.GetType() == wirepb.ConversationType_CONVERSATION_TYPE_ROOM && !s.inRoom[to.GetId()][fc] {
+		s.mu.Unlock()
+		fc.write(&wirepb.Frame{Id: id, Body: &wirepb.Frame_Error{Error: &wirepb.Error{
+			Code: wirepb.ErrorCode_ERROR_CODE_PERMISSION_DENIED, Message: "not in the room", ClientMsgId: in.GetClientMsgId()}}})
+		return true
+	}
 	if ack, ok := s.acks[key]; ok {
 		dup := proto.CloneOf(ack)
 		dup.Duplicate = true
@@ -313,14 +353,31 @@ func (s *fakeServer) handleSend(fc *fakeConn, id uint64, in *wirepb.Send) bool {
 		ClientMsgId: in.GetClientMsgId(), ContentType: in.GetContentType(), Body: in.GetBody(),
 		CreatedAtMs: int64(1700000000000 + s.msgID),
 	}
-	own := s.appendLocked(fc.uid, m)
-	ack := &wirepb.SendAck{MsgId: m.MsgId, Seq: own.Seq, CreatedAtMs: m.CreatedAtMs, ClientMsgId: m.ClientMsgId}
-	s.acks[key] = ack
-	pushes := s.pushTargetsLocked(fc.uid, own, fc)
-	if to := in.GetTo().GetId(); to != fc.uid {
-		theirs := s.appendLocked(to, m)
-		pushes = append(pushes, s.pushTargetsLocked(to, theirs, nil)...)
+	var ack *wirepb.SendAck
+	var pushes []func()
+	switch to := in.GetTo(); to.GetType() {
+	case wirepb.ConversationType_CONVERSATION_TYPE_ROOM:
+		ack = &wirepb.SendAck{MsgId: m.MsgId, CreatedAtMs: m.CreatedAtMs, ClientMsgId: m.ClientMsgId}
+		pushes = s.roomAppendLocked(to.GetId(), m)
+	case wirepb.ConversationType_CONVERSATION_TYPE_GROUP:
+		own := s.appendLocked(fc.uid, m)
+		ack = &wirepb.SendAck{MsgId: m.MsgId, Seq: own.Seq, CreatedAtMs: m.CreatedAtMs, ClientMsgId: m.ClientMsgId}
+		pushes = s.pushTargetsLocked(fc.uid, own, fc)
+		for _, uid := range s.groups[to.GetId()] {
+			if uid != fc.uid {
+				pushes = append(pushes, s.pushTargetsLocked(uid, s.appendLocked(uid, m), nil)...)
+			}
+		}
+	default:
+		own := s.appendLocked(fc.uid, m)
+		ack = &wirepb.SendAck{MsgId: m.MsgId, Seq: own.Seq, CreatedAtMs: m.CreatedAtMs, ClientMsgId: m.ClientMsgId}
+		pushes = s.pushTargetsLocked(fc.uid, own, fc)
+		if to := to.GetId(); to != fc.uid {
+			theirs := s.appendLocked(to, m)
+			pushes = append(pushes, s.pushTargetsLocked(to, theirs, nil)...)
+		}
 	}
+	s.acks[key] = ack
 	s.mu.Unlock()
 	switch action {
 	case sendOK:
@@ -437,4 +494,147 @@ func (s *fakeServer) boxLen(uid string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.boxes[uid])
+}
+
+// roomAppendLocked adds m (seq 0) to room's history and returns functions
+// that send it live to every connection in the room.
+func (s *fakeServer) roomAppendLocked(room string, m *wirepb.Message) []func() {
+	e := proto.CloneOf(m)
+	e.Seq = 0
+	s.rooms[room] = append(s.rooms[room], e)
+	var out []func()
+	for c := range s.inRoom[room] {
+		f := &wirepb.Frame{Body: &wirepb.Frame_RoomMessage{RoomMessage: &wirepb.RoomMessage{Message: e}}}
+		out = append(out, func() { c.write(f) })
+	}
+	return out
+}
+
+// roomPublish adds a message from "srv" to room's history and sends it to
+// the connections in the room; it returns the msg id.
+func (s *fakeServer) roomPublish(room, text string) string {
+	s.mu.Lock()
+	s.msgID++
+	m := &wirepb.Message{
+		MsgId: fmt.Sprintf("m%06d", s.msgID), To: &wirepb.Conversation{Type: wirepb.ConversationType_CONVERSATION_TYPE_ROOM, Id: room},
+		FromUser: "srv", FromDevice: "srv", ContentType: wirepb.ContentType_CONTENT_TYPE_TEXT, Body: []byte(text),
+		CreatedAtMs: int64(1700000000000 + s.msgID),
+	}
+	sends := s.roomAppendLocked(room, m)
+	s.mu.Unlock()
+	for _, f := range sends {
+		f()
+	}
+	return m.MsgId
+}
+
+// roomInject adds a message from "srv" to room's history without sending
+// it to anyone, as if it was sent while a connection was away.
+func (s *fakeServer) roomInject(room, text string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.msgID++
+	m := &wirepb.Message{
+		MsgId: fmt.Sprintf("m%06d", s.msgID), To: &wirepb.Conversation{Type: wirepb.ConversationType_CONVERSATION_TYPE_ROOM, Id: room},
+		FromUser: "srv", FromDevice: "srv", ContentType: wirepb.ContentType_CONTENT_TYPE_TEXT, Body: []byte(text),
+	}
+	s.rooms[room] = append(s.rooms[room], m)
+	return m.MsgId
+}
+
+// roomResend sends the history entry with msg id to the room's connections
+// again, as a duplicate live message.
+func (s *fakeServer) roomResend(room, msgID string) {
+	s.mu.Lock()
+	var sends []func()
+	for _, m := range s.rooms[room] {
+		if m.GetMsgId() == msgID {
+			for c := range s.inRoom[room] {
+				f := &wirepb.Frame{Body: &wirepb.Frame_RoomMessage{RoomMessage: &wirepb.RoomMessage{Message: m}}}
+				sends = append(sends, func() { c.write(f) })
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, f := range sends {
+		f()
+	}
+}
+
+func (s *fakeServer) handleJoin(fc *fakeConn, id uint64, in *wirepb.JoinRoom) {
+	room := in.GetRoomId()
+	s.mu.Lock()
+	s.joins[fc.uid+"/"+room]++
+	n := s.joins[fc.uid+"/"+room]
+	if s.inRoom[room] == nil {
+		s.inRoom[room] = make(map[*fakeConn]bool)
+	}
+	s.inRoom[room][fc] = true
+	s.mu.Unlock()
+	if s.onJoin != nil {
+		if e := s.onJoin(fc.uid, room, n); e != nil {
+			s.mu.Lock()
+			delete(s.inRoom[room], fc)
+			s.mu.Unlock()
+			fc.write(&wirepb.Frame{Id: id, Body: &wirepb.Frame_Error{Error: e}})
+			s.event("join %s %s refused", fc.uid, room)
+			return
+		}
+	}
+	s.mu.Lock()
+	h := s.rooms[room]
+	h = h[max(0, len(h)-int(in.GetReplay())):]
+	replay := append([]*wirepb.Message(nil), h...)
+	s.mu.Unlock()
+	fc.write(&wirepb.Frame{Id: id, Body: &wirepb.Frame_JoinRoomOk{JoinRoomOk: &wirepb.JoinRoomOK{RoomId: room, Messages: replay}}})
+	s.event("join %s %s", fc.uid, room)
+}
+
+// handleCall answers a Call; false closes the connection.
+func (s *fakeServer) handleCall(fc *fakeConn, id uint64, in *wirepb.Call) bool {
+	s.mu.Lock()
+	s.calls = append(s.calls, in)
+	s.mu.Unlock()
+	result, e, kill := "{}", (*wirepb.Error)(nil), false
+	if s.onCall != nil {
+		result, e, kill = s.onCall(in)
+	}
+	switch {
+	case kill:
+		fc.closeFn()
+		return false
+	case e != nil:
+		fc.write(&wirepb.Frame{Id: id, Body: &wirepb.Frame_Error{Error: e}})
+	default:
+		fc.write(&wirepb.Frame{Id: id, Body: &wirepb.Frame_CallResult{CallResult: &wirepb.CallResult{Method: in.GetMethod(), ResultJson: result}}})
+	}
+	return true
+}
+
+// pushTransient pushes a seq-0 message from "srv" to uid's devices.
+func (s *fakeServer) pushTransient(uid, text string) string {
+	s.mu.Lock()
+	s.msgID++
+	m := &wirepb.Message{
+		MsgId: fmt.Sprintf("m%06d", s.msgID), To: &wirepb.Conversation{Type: wirepb.ConversationType_CONVERSATION_TYPE_USER, Id: uid},
+		FromUser: "srv", FromDevice: "srv", ContentType: wirepb.ContentType_CONTENT_TYPE_SYSTEM, Body: []byte(text),
+	}
+	pushes := s.pushTargetsLocked(uid, m, nil)
+	s.mu.Unlock()
+	for _, p := range pushes {
+		p()
+	}
+	return m.MsgId
+}
+
+func (s *fakeServer) joinCount(uid, room string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.joins[uid+"/"+room]
+}
+
+func (s *fakeServer) callsSeen() []*wirepb.Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*wirepb.Call(nil), s.calls...)
 }

@@ -40,8 +40,12 @@ func NewClientMsgID() string { return rand.Text() }
 // message may or may not have been stored: send it again with
 // WithClientMsgID and the same id to find out without a duplicate.
 //
-// The sent message is also an entry of this user's mailbox: it comes out of
-// Messages at its seq (ack.Seq) like any other.
+// The target is a user, a group (the message is an entry of every
+// member's mailbox) or a room this client joined. A user or group message
+// is also an entry of this user's mailbox: it comes out of Messages at its
+// seq (ack.Seq) like any other. A room message is in no mailbox: its
+// SendAck has seq 0, it never comes out of Messages and leaves MaxSeq
+// alone; it comes out of RoomMessages instead.
 func (c *Client) Send(ctx context.Context, to *wirepb.Conversation, contentType wirepb.ContentType, body []byte, opts ...SendOption) (*wirepb.SendAck, error) {
 	var o sendOptions
 	for _, opt := range opts {
@@ -76,6 +80,13 @@ func (c *Client) Send(ctx context.Context, to *wirepb.Conversation, contentType 
 		return nil, fmt.Errorf("client: send client_msg_id=%s: %w", o.clientMsgID, err)
 	}
 	return ack, nil
+}
+
+// SendGroupText sends a text message to a group: an entry of this user's
+// mailbox at ack.Seq (its To is the group) and of every member's. See Send.
+func (c *Client) SendGroupText(ctx context.Context, groupID, text string, opts ...SendOption) (*wirepb.SendAck, error) {
+	to := &wirepb.Conversation{Type: wirepb.ConversationType_CONVERSATION_TYPE_GROUP, Id: groupID}
+	return c.Send(ctx, to, wirepb.ContentType_CONTENT_TYPE_TEXT, []byte(text), opts...)
 }
 
 // SendText sends a text message to a user. See Send.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/parleyim/parley/client"
 	"github.com/parleyim/parley/edge/auth"
+	"github.com/parleyim/parley/schemas/wirepb"
 )
 
 // maxLine is the longest stdin line chat and send accept, in bytes.
@@ -45,9 +46,18 @@ func withTimeout(ctx context.Context, d time.Duration) (context.Context, context
 	return context.WithTimeout(ctx, d)
 }
 
+// sendText sends text to the user or the group in to/group.
+func sendText(ctx context.Context, c *client.Client, to, group, text string) (*wirepb.SendAck, error) {
+	if group != "" {
+		return c.SendGroupText(ctx, group, text)
+	}
+	return c.SendText(ctx, to, text)
+}
+
 // runChat prints the mailbox entries this device has not acknowledged yet,
-// then every new one, and sends each stdin line to --to. It ends at the end
-// of stdin or on an interrupt.
+// then every new one (each naming its conversation: a user, or "in group
+// g1"), and sends each stdin line to --to or --group. It ends at the end of
+// stdin or on an interrupt.
 func runChat(ctx context.Context, args []string, e env) error {
 	o, err := parseChat(args, e)
 	if err != nil {
@@ -60,8 +70,12 @@ func runChat(ctx context.Context, args []string, e env) error {
 	defer c.Close()
 	p := &printer{w: e.stdout, json: o.conn.json, self: c.UserID()}
 	if !o.conn.json {
+		with := o.to
+		if o.group != "" {
+			with = "group " + o.group
+		}
 		fmt.Fprintf(e.stderr, "signed in as %s (device %s) on %s; chatting with %s. Type a line and press Enter; Ctrl-D quits.\n",
-			c.UserID(), o.conn.device, o.conn.addr, o.to)
+			c.UserID(), o.conn.device, o.conn.addr, with)
 	}
 
 	lines := readLines(ctx, e)
@@ -75,7 +89,7 @@ func runChat(ctx context.Context, args []string, e env) error {
 			if line.text == "" {
 				continue
 			}
-			ack, err := c.SendText(ctx, o.to, line.text)
+			ack, err := sendText(ctx, c, o.to, o.group, line.text)
 			switch {
 			case ctx.Err() != nil:
 				sent <- nil
@@ -110,7 +124,8 @@ func runChat(ctx context.Context, args []string, e env) error {
 	}
 }
 
-// runSend sends --text, or every stdin line, to --to and prints each ack.
+// runSend sends --text, or every stdin line, to --to or --group and prints
+// each ack.
 func runSend(ctx context.Context, args []string, e env) error {
 	o, err := parseSend(args, e)
 	if err != nil {
@@ -125,7 +140,7 @@ func runSend(ctx context.Context, args []string, e env) error {
 	defer c.Close()
 	p := &printer{w: e.stdout, json: o.conn.json}
 	send := func(text string) error {
-		ack, err := c.SendText(ctx, o.to, text)
+		ack, err := sendText(ctx, c, o.to, o.group, text)
 		if err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 // Command parley is the Parley command-line client, built on the Go SDK
-// (package client): mint development tokens, chat from a terminal, send
-// messages from scripts and dump a mailbox. Run "parley help" for usage.
+// (package client): mint development tokens, chat from a terminal (one to
+// one, in groups and in rooms), send messages from scripts, dump a mailbox,
+// and manage groups, friends and blocks. Run "parley help" for usage.
 package main
 
 import (
@@ -43,13 +44,21 @@ const usage = `Usage: parley <command> [flags]
 
 Commands:
   token <user>   print a development token (JWT) for a user
-  chat           chat with another user: print incoming messages, send stdin lines
-  send           send a message (--text) or each stdin line, print the acks
+  chat           chat with a user (--to) or a group (--group): print incoming
+                 messages, send stdin lines
+  send           send a message (--text) or each stdin line to --to or --group,
+                 print the acks
   sync           print every mailbox entry after --after, then exit
+  room <id>      join a chat room: print its last --replay messages and the live
+                 ones, send stdin lines; leave at the end of stdin or on Ctrl-C
+  group …        create <name> [--id gid] [--members a,b], add <gid> <user>…,
+                 remove <gid> <user>…, members <gid>, list, leave <gid>
+  friend …       request <peer> [--message m], accept|decline|delete <peer>,
+                 list, block|unblock <peer>, blocked
 
-Run "parley <command> -h" for a command's flags.
+Run "parley <command> -h" (or "parley group help") for a command's flags.
 
-Connection flags (chat, send, sync):
+Connection flags (every command but token):
   --addr      tcp://host:port, ws://host:port/ws or wss://… (default $PARLEY_ADDR,
               else tcp://127.0.0.1:7420)
   --user      the user to sign in as; without --token the CLI mints a token for it
@@ -68,6 +77,10 @@ object per line instead, with these stable fields:
     base64 in "body".
   {"type":"ack","seq":13,"msg_id":"…","client_msg_id":"…",
    "created_at_ms":1700000000000,"duplicate":false}
+Room messages are message lines with "seq":0 and "to_type":"room" (their
+acks have "seq":0 too). group and friend print the server's result JSON as
+one line, e.g. {"group":{"group_id":"g1","name":"team",…}}; without --json,
+group create prints the new group id alone.
 Errors go to stderr. Exit status: 0 ok, 1 failure, 2 bad command line.
 `
 
@@ -90,6 +103,12 @@ func run(ctx context.Context, args []string, e env) int {
 		err = runSend(ctx, rest, e)
 	case "sync":
 		err = runSync(ctx, rest, e)
+	case "room":
+		err = runRoom(ctx, rest, e)
+	case "group":
+		err = runGroup(ctx, rest, e)
+	case "friend":
+		err = runFriend(ctx, rest, e)
 	default:
 		fmt.Fprintf(e.stderr, "parley: unknown command %q\n\n%s", cmd, usage)
 		return exitUsage
