@@ -12,6 +12,10 @@
 //	clientkey  uid 0x00 client key -> seq
 //	devices    uid 0x00 device id  -> acked seq
 //
+// The same file is also the embedded directory.Store: five more flat buckets
+// (groups, members, usergroups, friends, blocks) with keys of the same form;
+// directory.go describes them and their values.
+//
 // Flat trees rather than a nested bucket per user: a group commit touching
 // many users then dirties (and fsyncs) fewer pages, since small mailboxes
 // share leaves and no per-user bucket header is rewritten.

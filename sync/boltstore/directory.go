@@ -2,17 +2,16 @@ package boltstore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"iter"
-	"strings"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/parleyim/parley/sync/directory"
-	"github.com/parleyim/parley/sync/mailbox"
 )
 
 var _ directory.Store = (*Store)(nil)
@@ -37,21 +36,9 @@ var _ directory.Store = (*Store)(nil)
 // valueFormat is the first byte of every directory value.
 const valueFormat = 1
 
-// Field limits in bytes, the same as the MySQL columns (see
-// schemas/migrations/mysql/0002_directory.sql), so both stores accept the
-// same data.
-const (
-	maxNameLen    = 256
-	maxExtLen     = 4 << 10
-	maxMessageLen = 256
-)
-
 // CreateGroup implements directory.Store.
 func (s *Store) CreateGroup(ctx context.Context, g directory.Group, members []directory.Member) error {
-	if err := s.check(ctx); err != nil {
-		return fmt.Errorf("create group %s: %w", g.ID, err)
-	}
-	if err := checkNewGroup(g, members); err != nil {
+	if err := cmp.Or(s.check(ctx), directory.ValidateNewGroup(g, members)); err != nil {
 		return fmt.Errorf("create group %s: %w", g.ID, err)
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
@@ -93,10 +80,7 @@ func (s *Store) Group(ctx context.Context, gid string) (directory.Group, error) 
 
 // UpdateGroup implements directory.Store. It keeps the stored CreatedAtMs.
 func (s *Store) UpdateGroup(ctx context.Context, g directory.Group) error {
-	if err := s.check(ctx); err != nil {
-		return fmt.Errorf("update group %s: %w", g.ID, err)
-	}
-	if err := checkGroup(g); err != nil {
+	if err := cmp.Or(s.check(ctx), directory.ValidateGroup(g)); err != nil {
 		return fmt.Errorf("update group %s: %w", g.ID, err)
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
@@ -172,10 +156,7 @@ func (s *Store) Members(ctx context.Context, gid string) ([]directory.Member, er
 
 // PutMembers implements directory.Store.
 func (s *Store) PutMembers(ctx context.Context, gid string, members []directory.Member) error {
-	if err := s.check(ctx); err != nil {
-		return fmt.Errorf("put members of %s: %w", gid, err)
-	}
-	if err := checkMembers(members); err != nil {
+	if err := cmp.Or(s.check(ctx), directory.ValidateMembers(members)); err != nil {
 		return fmt.Errorf("put members of %s: %w", gid, err)
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
@@ -256,13 +237,8 @@ func removeMembers(tx *bolt.Tx, gid string, uids []string) error {
 
 // PutFriends implements directory.Store.
 func (s *Store) PutFriends(ctx context.Context, edges []directory.FriendEdge) error {
-	if err := s.check(ctx); err != nil {
+	if err := cmp.Or(s.check(ctx), directory.ValidateEdges(edges)); err != nil {
 		return fmt.Errorf("put %d friend edges: %w", len(edges), err)
-	}
-	for _, e := range edges {
-		if err := checkEdge(e); err != nil {
-			return fmt.Errorf("put friend edge %s->%s: %w", e.UserID, e.PeerID, err)
-		}
 	}
 	if len(edges) == 0 {
 		return nil
@@ -345,10 +321,7 @@ func (s *Store) Friends(ctx context.Context, uid string) ([]directory.FriendEdge
 
 // Block implements directory.Store.
 func (s *Store) Block(ctx context.Context, uid, peer string) error {
-	if err := s.check(ctx); err != nil {
-		return fmt.Errorf("block %s->%s: %w", uid, peer, err)
-	}
-	if err := checkPair(uid, peer); err != nil {
+	if err := cmp.Or(s.check(ctx), directory.ValidatePair(uid, peer)); err != nil {
 		return fmt.Errorf("block %s->%s: %w", uid, peer, err)
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
@@ -404,89 +377,6 @@ func prefixKeys(b *bolt.Bucket, id string) iter.Seq2[string, []byte] {
 			}
 		}
 	}
-}
-
-// checkID rejects an id MySQL would not store, and a NUL (which separates
-// key parts here).
-func checkID(what, id string) error {
-	if err := mailbox.CheckID(what, id); err != nil {
-		return err
-	}
-	if strings.IndexByte(id, 0) >= 0 {
-		return fmt.Errorf("NUL in %s", what)
-	}
-	return nil
-}
-
-// checkGroup rejects a group the store cannot take.
-func checkGroup(g directory.Group) error {
-	if err := checkID("group id", g.ID); err != nil {
-		return err
-	}
-	if err := checkID("owner id", g.Owner); err != nil {
-		return err
-	}
-	if len(g.Name) > maxNameLen {
-		return fmt.Errorf("name longer than %d bytes", maxNameLen)
-	}
-	if len(g.Ext) > maxExtLen {
-		return fmt.Errorf("ext longer than %d bytes", maxExtLen)
-	}
-	return nil
-}
-
-// checkNewGroup rejects a group or first members the store cannot take, and
-// members without the owner.
-func checkNewGroup(g directory.Group, members []directory.Member) error {
-	if err := checkGroup(g); err != nil {
-		return err
-	}
-	if err := checkMembers(members); err != nil {
-		return err
-	}
-	for _, m := range members {
-		if m.UserID == g.Owner {
-			return nil
-		}
-	}
-	return fmt.Errorf("owner %s is not among the members", g.Owner)
-}
-
-// checkMembers rejects memberships the store cannot take.
-func checkMembers(members []directory.Member) error {
-	for _, m := range members {
-		if err := checkID("user id", m.UserID); err != nil {
-			return err
-		}
-		if !m.Role.Valid() {
-			return fmt.Errorf("member %s: invalid role %q", m.UserID, m.Role)
-		}
-	}
-	return nil
-}
-
-// checkEdge rejects a friend edge the store cannot take.
-func checkEdge(e directory.FriendEdge) error {
-	if err := checkPair(e.UserID, e.PeerID); err != nil {
-		return err
-	}
-	switch e.State {
-	case directory.FriendRequested, directory.FriendPending, directory.Friend:
-	default:
-		return fmt.Errorf("invalid state %q", e.State)
-	}
-	if len(e.Message) > maxMessageLen {
-		return fmt.Errorf("message longer than %d bytes", maxMessageLen)
-	}
-	return nil
-}
-
-// checkPair rejects a (user, peer) pair of ids the store cannot take.
-func checkPair(uid, peer string) error {
-	if err := checkID("user id", uid); err != nil {
-		return err
-	}
-	return checkID("peer id", peer)
 }
 
 // appendString appends s as a uvarint length and its bytes.

@@ -12,29 +12,19 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/parleyim/parley/sync/directory"
-	"github.com/parleyim/parley/sync/mailbox"
 )
 
 var _ directory.Store = (*Store)(nil)
 
 // The directory's tables are schemas/migrations/mysql/0002_directory.sql.
 // Writes to a group's members first lock its im_groups row (FOR UPDATE), so
-// they are serialized per group and cannot race a DeleteGroup.
-
-// Field limits in bytes: the column sizes of 0002_directory.sql, checked
-// before writing so that errors do not depend on the server's sql_mode.
-const (
-	maxNameLen    = 256
-	maxExtLen     = 4 << 10
-	maxMessageLen = 256
-)
+// they are serialized per group and cannot race a DeleteGroup. Input is
+// checked first (directory.ValidateGroup and the like, against the column
+// sizes), so that errors do not depend on the server's sql_mode.
 
 // CreateGroup implements directory.Store.
 func (s *Store) CreateGroup(ctx context.Context, g directory.Group, members []directory.Member) error {
-	if err := s.check(ctx); err != nil {
-		return fmt.Errorf("create group %s: %w", g.ID, err)
-	}
-	if err := checkNewGroup(g, members); err != nil {
+	if err := cmp.Or(s.check(ctx), directory.ValidateNewGroup(g, members)); err != nil {
 		return fmt.Errorf("create group %s: %w", g.ID, err)
 	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
@@ -75,10 +65,7 @@ func (s *Store) Group(ctx context.Context, gid string) (directory.Group, error) 
 
 // UpdateGroup implements directory.Store. It keeps the stored CreatedAtMs.
 func (s *Store) UpdateGroup(ctx context.Context, g directory.Group) error {
-	if err := s.check(ctx); err != nil {
-		return fmt.Errorf("update group %s: %w", g.ID, err)
-	}
-	if err := checkGroup(g); err != nil {
+	if err := cmp.Or(s.check(ctx), directory.ValidateGroup(g)); err != nil {
 		return fmt.Errorf("update group %s: %w", g.ID, err)
 	}
 	// The group is locked first: UPDATE's affected rows count only rows
@@ -166,10 +153,7 @@ WHERE g.gid = ? ORDER BY m.uid`, gid)
 
 // PutMembers implements directory.Store.
 func (s *Store) PutMembers(ctx context.Context, gid string, members []directory.Member) error {
-	if err := s.check(ctx); err != nil {
-		return fmt.Errorf("put members of %s: %w", gid, err)
-	}
-	if err := checkMembers(members); err != nil {
+	if err := cmp.Or(s.check(ctx), directory.ValidateMembers(members)); err != nil {
 		return fmt.Errorf("put members of %s: %w", gid, err)
 	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
@@ -258,13 +242,8 @@ func upsertMembers(ctx context.Context, tx *sql.Tx, gid string, members []direct
 
 // PutFriends implements directory.Store.
 func (s *Store) PutFriends(ctx context.Context, edges []directory.FriendEdge) error {
-	if err := s.check(ctx); err != nil {
+	if err := cmp.Or(s.check(ctx), directory.ValidateEdges(edges)); err != nil {
 		return fmt.Errorf("put %d friend edges: %w", len(edges), err)
-	}
-	for _, e := range edges {
-		if err := checkEdge(e); err != nil {
-			return fmt.Errorf("put friend edge %s->%s: %w", e.UserID, e.PeerID, err)
-		}
 	}
 	if len(edges) == 0 {
 		return nil
@@ -354,10 +333,7 @@ func (s *Store) Friends(ctx context.Context, uid string) ([]directory.FriendEdge
 
 // Block implements directory.Store.
 func (s *Store) Block(ctx context.Context, uid, peer string) error {
-	if err := s.check(ctx); err != nil {
-		return fmt.Errorf("block %s->%s: %w", uid, peer, err)
-	}
-	if err := checkPair(uid, peer); err != nil {
+	if err := cmp.Or(s.check(ctx), directory.ValidatePair(uid, peer)); err != nil {
 		return fmt.Errorf("block %s->%s: %w", uid, peer, err)
 	}
 	// Not INSERT IGNORE: that would turn every error into a warning.
@@ -441,87 +417,4 @@ func (s *Store) tryTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
-}
-
-// checkID rejects an empty or too long id, and a NUL (which the embedded
-// store cannot key), so both stores accept the same ids.
-func checkID(what, id string) error {
-	if err := mailbox.CheckID(what, id); err != nil {
-		return err
-	}
-	if strings.IndexByte(id, 0) >= 0 {
-		return fmt.Errorf("NUL in %s", what)
-	}
-	return nil
-}
-
-// checkGroup rejects a group the schema cannot take.
-func checkGroup(g directory.Group) error {
-	if err := checkID("group id", g.ID); err != nil {
-		return err
-	}
-	if err := checkID("owner id", g.Owner); err != nil {
-		return err
-	}
-	if len(g.Name) > maxNameLen {
-		return fmt.Errorf("name longer than %d bytes", maxNameLen)
-	}
-	if len(g.Ext) > maxExtLen {
-		return fmt.Errorf("ext longer than %d bytes", maxExtLen)
-	}
-	return nil
-}
-
-// checkNewGroup rejects a group or first members the schema cannot take, and
-// members without the owner.
-func checkNewGroup(g directory.Group, members []directory.Member) error {
-	if err := checkGroup(g); err != nil {
-		return err
-	}
-	if err := checkMembers(members); err != nil {
-		return err
-	}
-	for _, m := range members {
-		if m.UserID == g.Owner {
-			return nil
-		}
-	}
-	return fmt.Errorf("owner %s is not among the members", g.Owner)
-}
-
-// checkMembers rejects memberships the schema cannot take.
-func checkMembers(members []directory.Member) error {
-	for _, m := range members {
-		if err := checkID("user id", m.UserID); err != nil {
-			return err
-		}
-		if !m.Role.Valid() {
-			return fmt.Errorf("member %s: invalid role %q", m.UserID, m.Role)
-		}
-	}
-	return nil
-}
-
-// checkEdge rejects a friend edge the schema cannot take.
-func checkEdge(e directory.FriendEdge) error {
-	if err := checkPair(e.UserID, e.PeerID); err != nil {
-		return err
-	}
-	switch e.State {
-	case directory.FriendRequested, directory.FriendPending, directory.Friend:
-	default:
-		return fmt.Errorf("invalid state %q", e.State)
-	}
-	if len(e.Message) > maxMessageLen {
-		return fmt.Errorf("message longer than %d bytes", maxMessageLen)
-	}
-	return nil
-}
-
-// checkPair rejects a (user, peer) pair of ids the schema cannot take.
-func checkPair(uid, peer string) error {
-	if err := checkID("user id", uid); err != nil {
-		return err
-	}
-	return checkID("peer id", peer)
 }
