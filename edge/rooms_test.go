@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/parleyim/parley/actors/natstest"
 	"github.com/parleyim/parley/actors/shard"
 	"github.com/parleyim/parley/edge"
 	"github.com/parleyim/parley/edge/auth"
@@ -21,33 +21,10 @@ import (
 	"github.com/parleyim/parley/schemas/wirepb"
 )
 
-// startNATS runs an embedded NATS server with JetStream on a random port.
-func startNATS(t testing.TB) *server.Server {
-	t.Helper()
-	s, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
-		JetStream: true, StoreDir: t.TempDir(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	t.Cleanup(s.Shutdown)
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats not ready")
-	}
-	return s
-}
-
-func connect(t testing.TB, s *server.Server) *nats.Conn {
-	t.Helper()
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
-}
+var (
+	startNATS = natstest.Start
+	connect   = natstest.Connect
+)
 
 // startHub runs a Hub named edgeID on its own NATS connection, as a separate
 // edge node would.

@@ -6,31 +6,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
+	"github.com/parleyim/parley/actors/natstest"
 )
 
 // TestMappingAgreesWithOf checks that the NATS server's partition mapping
 // sends every user to the shard Of computes.
 func TestMappingAgreesWithOf(t *testing.T) {
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	t.Cleanup(s.Shutdown)
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats not ready")
-	}
+	s := natstest.Start(t)
 	src, dest := Mapping(DefaultCount)
 	if err := s.GlobalAccount().AddMapping(src, dest); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := natstest.Connect(t, s)
 	sub, err := nc.SubscribeSync("im.shard.>")
 	if err != nil {
 		t.Fatal(err)

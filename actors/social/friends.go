@@ -183,27 +183,27 @@ func (d *Directory) Friends(ctx context.Context, uid string) ([]directory.Friend
 
 // Block refuses peer's 1:1 messages and friend requests to uid.
 func (d *Directory) Block(ctx context.Context, uid, peer string) error {
-	if err := checkPair(uid, peer); err != nil {
-		return err
-	}
-	if err := d.cfg.Store.Block(ctx, uid, peer); err != nil {
-		return fmt.Errorf("block %s for %s: %w", peer, uid, err)
-	}
-	d.changed(blocksKey(uid))
-	d.events.Publish("friend", uid, events.Friend{Type: "friend.blocked", User: uid, Peer: peer, AtMs: time.Now().UnixMilli()})
-	return nil
+	return d.setBlock(ctx, uid, peer, true)
 }
 
 // Unblock lifts a block.
 func (d *Directory) Unblock(ctx context.Context, uid, peer string) error {
+	return d.setBlock(ctx, uid, peer, false)
+}
+
+func (d *Directory) setBlock(ctx context.Context, uid, peer string, on bool) error {
 	if err := checkPair(uid, peer); err != nil {
 		return err
 	}
-	if err := d.cfg.Store.Unblock(ctx, uid, peer); err != nil {
-		return fmt.Errorf("unblock %s for %s: %w", peer, uid, err)
+	write, typ := d.cfg.Store.Block, "friend.blocked"
+	if !on {
+		write, typ = d.cfg.Store.Unblock, "friend.unblocked"
+	}
+	if err := write(ctx, uid, peer); err != nil {
+		return fmt.Errorf("%s %s for %s: %w", typ, peer, uid, err)
 	}
 	d.changed(blocksKey(uid))
-	d.events.Publish("friend", uid, events.Friend{Type: "friend.unblocked", User: uid, Peer: peer, AtMs: time.Now().UnixMilli()})
+	d.events.Publish("friend", uid, events.Friend{Type: typ, User: uid, Peer: peer, AtMs: time.Now().UnixMilli()})
 	return nil
 }
 

@@ -78,33 +78,9 @@ func runChat(ctx context.Context, args []string, e env) error {
 			c.UserID(), o.conn.device, o.conn.addr, with)
 	}
 
-	lines := readLines(ctx, e)
-	sent := make(chan error, 1)
-	go func() {
-		for line := range lines {
-			if line.err != nil {
-				sent <- fmt.Errorf("read stdin: %w", line.err)
-				return
-			}
-			if line.text == "" {
-				continue
-			}
-			ack, err := sendText(ctx, c, o.to, o.group, line.text)
-			switch {
-			case ctx.Err() != nil:
-				sent <- nil
-				return
-			case err != nil:
-				fmt.Fprintf(e.stderr, "parley: not sent: %v\n", err)
-			case o.conn.json:
-				if err := p.ack(ack); err != nil {
-					sent <- err
-					return
-				}
-			}
-		}
-		sent <- nil
-	}()
+	sent := sendLines(ctx, e, p, o.conn.json, func(text string) (*wirepb.SendAck, error) {
+		return sendText(ctx, c, o.to, o.group, text)
+	})
 
 	msgs := c.Messages()
 	for {
@@ -239,4 +215,38 @@ func readLines(ctx context.Context, e env) <-chan line {
 		}
 	}()
 	return out
+}
+
+// sendLines sends each non-empty stdin line with send until stdin ends or
+// ctx is done, printing acks in JSON mode and refusals on stderr. The
+// channel gets nil at the end of input, or the error that stopped it.
+func sendLines(ctx context.Context, e env, p *printer, json bool, send func(text string) (*wirepb.SendAck, error)) <-chan error {
+	lines := readLines(ctx, e)
+	sent := make(chan error, 1)
+	go func() {
+		for line := range lines {
+			if line.err != nil {
+				sent <- fmt.Errorf("read stdin: %w", line.err)
+				return
+			}
+			if line.text == "" {
+				continue
+			}
+			ack, err := send(line.text)
+			switch {
+			case ctx.Err() != nil:
+				sent <- nil
+				return
+			case err != nil:
+				fmt.Fprintf(e.stderr, "parley: not sent: %v\n", err)
+			case json:
+				if err := p.ack(ack); err != nil {
+					sent <- err
+					return
+				}
+			}
+		}
+		sent <- nil
+	}()
+	return sent
 }

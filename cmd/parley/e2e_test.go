@@ -14,11 +14,13 @@ import (
 	"github.com/parleyim/parley/cmd/parleyd/node"
 )
 
-// TestCLIAgainstServer runs send and sync against a real parleyd and checks
-// the JSON-lines output.
-func TestCLIAgainstServer(t *testing.T) {
+// startServer runs parleyd for t and returns a context for the test, the
+// node, and a function that runs the CLI against it with stdin and returns
+// its stdout and exit code.
+func startServer(t *testing.T) (context.Context, *node.Node, func(stdin string, args ...string) (string, int)) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	n, err := node.Start(ctx, node.Config{
 		DataDir: t.TempDir(), NATSListen: "127.0.0.1:0", TCPListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0",
 		Secret: "cli-test-secret", Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
@@ -37,6 +39,13 @@ func TestCLIAgainstServer(t *testing.T) {
 		}
 		return out.String(), code
 	}
+	return ctx, n, cli
+}
+
+// TestCLIAgainstServer runs send and sync against a real parleyd and checks
+// the JSON-lines output.
+func TestCLIAgainstServer(t *testing.T) {
+	_, _, cli := startServer(t)
 	out, code := cli("", "send", "--user", "alice", "--to", "bob", "--text", "hello bob", "--json")
 	if code != 0 || !strings.Contains(out, `"type":"ack"`) {
 		t.Fatalf("send: exit %d, output %q", code, out)
@@ -73,26 +82,7 @@ func TestCLIAgainstServer(t *testing.T) {
 // TestCLIGroupsAndRooms: the CLI creates a group, sends to it, manages
 // friends, and chats in a room, against a real parleyd.
 func TestCLIGroupsAndRooms(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	n, err := node.Start(ctx, node.Config{
-		DataDir: t.TempDir(), NATSListen: "127.0.0.1:0", TCPListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0",
-		Secret: "cli-test-secret", Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = n.Shutdown(context.Background()) })
-	cli := func(stdin string, args ...string) (string, int) {
-		var out, errb bytes.Buffer
-		e := env{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb,
-			getenv: func(string) string { return "" }, hostname: os.Hostname}
-		code := run(ctx, append(args, "--addr", "tcp://"+n.TCPAddr().String(), "--secret", "cli-test-secret"), e)
-		if code != 0 {
-			t.Logf("parley %v: exit %d, stderr: %s", args, code, errb.String())
-		}
-		return out.String(), code
-	}
+	ctx, n, cli := startServer(t)
 	must := func(stdin string, args ...string) string {
 		t.Helper()
 		out, code := cli(stdin, args...)

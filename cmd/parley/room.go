@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/parleyim/parley/client"
+	"github.com/parleyim/parley/schemas/wirepb"
 )
 
 // leaveTimeout bounds the LeaveRoom sent on the way out.
@@ -55,33 +56,9 @@ func runRoom(ctx context.Context, args []string, e env) error {
 		}
 	}
 
-	lines := readLines(ctx, e)
-	sent := make(chan error, 1)
-	go func() {
-		for line := range lines {
-			if line.err != nil {
-				sent <- fmt.Errorf("read stdin: %w", line.err)
-				return
-			}
-			if line.text == "" {
-				continue
-			}
-			ack, err := c.SendRoomText(ctx, o.room, line.text)
-			switch {
-			case ctx.Err() != nil:
-				sent <- nil
-				return
-			case err != nil:
-				fmt.Fprintf(e.stderr, "parley: not sent: %v\n", err)
-			case o.conn.json:
-				if err := p.ack(ack); err != nil {
-					sent <- err
-					return
-				}
-			}
-		}
-		sent <- nil
-	}()
+	sent := sendLines(ctx, e, p, o.conn.json, func(text string) (*wirepb.SendAck, error) {
+		return c.SendRoomText(ctx, o.room, text)
+	})
 
 	msgs := c.RoomMessages()
 	for {

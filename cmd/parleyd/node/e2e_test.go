@@ -11,8 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-
+	"github.com/parleyim/parley/actors/natstest"
 	"github.com/parleyim/parley/actors/shard"
 	"github.com/parleyim/parley/client"
 	"github.com/parleyim/parley/schemas/wirepb"
@@ -336,15 +335,7 @@ func TestHTTPEndpoints(t *testing.T) {
 // to start against one without the shard subject mapping.
 func TestExternalNATS(t *testing.T) {
 	run := func(mapping bool) string {
-		s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		go s.Start()
-		t.Cleanup(s.Shutdown)
-		if !s.ReadyForConnections(10 * time.Second) {
-			t.Fatal("nats not ready")
-		}
+		s := natstest.Start(t)
 		if mapping {
 			src, dest := shard.Mapping(shard.DefaultCount)
 			if err := s.GlobalAccount().AddMapping(src, dest); err != nil {
