@@ -63,7 +63,7 @@ type connState struct {
 
 	// Written once at sign-in by Frame (calls for one connection are never
 	// concurrent) before signedIn is set; read after signedIn.
-	uid, device string
+	uid, device, platform string
 
 	// rooms is the set of rooms this connection joined; nil until the first
 	// join, so idle connections pay nothing. Guarded by Hub.roomsMu.
@@ -93,9 +93,10 @@ type Hub struct {
 	tasks       sync.WaitGroup // room replays and publishes; Add only under roomsMu while !roomsClosed
 
 	// Set by Start.
-	js    jetstream.JetStream
-	sub   *nats.Subscription // im.edge.<edgeID>
-	bcast *nats.Subscription // im.edge.all
+	js        jetstream.JetStream
+	sub       *nats.Subscription // im.edge.<edgeID>
+	bcast     *nats.Subscription // im.edge.all
+	restarted *nats.Subscription // im.alive.host
 
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -167,12 +168,20 @@ func (h *Hub) Start() error {
 		_ = sub.Unsubscribe()
 		return fmt.Errorf("edge: subscribe %s: %w", shard.BroadcastSubject, err)
 	}
+	restarted, err := h.cfg.NATS.Subscribe(shard.HostStartedSubject, func(*nats.Msg) { h.resume() })
+	if err != nil {
+		_ = sub.Unsubscribe()
+		_ = bcast.Unsubscribe()
+		return fmt.Errorf("edge: subscribe %s: %w", shard.HostStartedSubject, err)
+	}
 	if err := h.cfg.NATS.FlushTimeout(5 * time.Second); err != nil {
 		_ = sub.Unsubscribe()
 		_ = bcast.Unsubscribe()
+		_ = restarted.Unsubscribe()
 		return fmt.Errorf("edge: flush subscriptions: %w", err)
 	}
-	h.sub, h.bcast = sub, bcast
+	h.sub, h.bcast, h.restarted = sub, bcast, restarted
+	h.alive()
 	h.wg.Add(1)
 	go h.deadlines()
 	return nil
@@ -294,7 +303,7 @@ func (h *Hub) signIn(st *connState, f *wirepb.Frame) {
 		st.conn.Close(wirepb.ErrorCode_ERROR_CODE_UNAUTHENTICATED, msg)
 		return
 	}
-	st.uid, st.device = uid, si.DeviceId
+	st.uid, st.device, st.platform = uid, si.DeviceId, si.Platform
 	st.signedIn.Store(true)
 	// The actor answers with SignInOK once the device is registered.
 	h.publish(st, f.Id, &buspb.Up{Op: &buspb.Up_Online{Online: &buspb.Online{Platform: si.Platform}}}, "online")
@@ -386,6 +395,33 @@ func deliver(targets []Conn, d *buspb.Down) {
 	}
 }
 
+// alive publishes the edge's heartbeat: logic nodes take the devices of an
+// edge they stop hearing offline.
+func (h *Hub) alive() {
+	if err := h.cfg.NATS.Publish(shard.EdgeAliveSubject, []byte(h.cfg.EdgeID)); err != nil {
+		h.log.Debug("publish heartbeat failed", "err", err)
+	}
+}
+
+// resume re-announces every signed-in connection to the user actors: a
+// logic node (re)started and knows no sessions.
+func (h *Hub) resume() {
+	h.mu.RLock()
+	live := make([]*connState, 0, len(h.conns))
+	for _, st := range h.conns {
+		if st.signedIn.Load() {
+			live = append(live, st)
+		}
+	}
+	h.mu.RUnlock()
+	for _, st := range live {
+		h.publish(st, 0, &buspb.Up{Op: &buspb.Up_Online{Online: &buspb.Online{Platform: st.platform, Resume: true}}}, "online")
+	}
+	if len(live) > 0 {
+		h.log.Info("re-announced connections to a started logic node", "conns", len(live))
+	}
+}
+
 // deadlines is the one ticker behind every sign-in and idle deadline: no
 // timer or goroutine per connection.
 func (h *Hub) deadlines() {
@@ -399,6 +435,7 @@ func (h *Hub) deadlines() {
 		case <-h.stop:
 			return
 		case now := <-t.C:
+			h.alive()
 			signInBefore := now.Add(-h.cfg.SignInTimeout)
 			idleBefore := now.Add(-h.cfg.IdleTimeout).UnixNano()
 			expired, codes = expired[:0], codes[:0]
@@ -446,7 +483,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	go func() { h.wg.Wait(); h.tasks.Wait(); close(done) }()
 	var err error
 	if h.sub != nil {
-		err = errors.Join(h.sub.Unsubscribe(), h.bcast.Unsubscribe())
+		err = errors.Join(h.sub.Unsubscribe(), h.bcast.Unsubscribe(), h.restarted.Unsubscribe())
 	}
 	select {
 	case <-done:

@@ -59,6 +59,9 @@ type Config struct {
 	Heartbeat time.Duration
 	// MaxBodySize is the largest message body in bytes; zero means 32 KiB.
 	MaxBodySize int
+	// EdgeTimeout takes an edge's devices offline when its heartbeat has
+	// not been heard for this long; zero means 10s.
+	EdgeTimeout time.Duration
 	// IOConcurrency bounds concurrent reads off the actors; zero means 64.
 	IOConcurrency int
 	Logger        *slog.Logger
@@ -82,6 +85,9 @@ type Host struct {
 	mu       sync.Mutex // guards the following
 	actors   map[string]*actor.PID
 	stopping map[string]chan struct{}
+	edges    map[string]time.Time // edge id → last heartbeat
+
+	stop chan struct{} // closed by Shutdown: stops the edge sweeper
 
 	subs      []*nats.Subscription // immutable after Start
 	consumers []*delivery.Consumer // immutable after Start
@@ -105,6 +111,9 @@ func New(cfg Config) (*Host, error) {
 	if cfg.MaxBodySize <= 0 {
 		cfg.MaxBodySize = 32 << 10
 	}
+	if cfg.EdgeTimeout <= 0 {
+		cfg.EdgeTimeout = 10 * time.Second
+	}
 	if cfg.IOConcurrency <= 0 {
 		cfg.IOConcurrency = 64
 	}
@@ -119,6 +128,8 @@ func New(cfg Config) (*Host, error) {
 		writeSem: make(chan struct{}, 8),
 		actors:   make(map[string]*actor.PID),
 		stopping: make(map[string]chan struct{}),
+		edges:    make(map[string]time.Time),
+		stop:     make(chan struct{}),
 	}
 	h.ids = msgid.New()
 	var err error
@@ -191,8 +202,19 @@ func (h *Host) Start(ctx context.Context) error {
 		}
 		h.consumers = append(h.consumers, c)
 	}
+	alive, err := h.cfg.NATS.Subscribe(shard.EdgeAliveSubject, func(m *nats.Msg) { h.heard(string(m.Data)) })
+	if err != nil {
+		return fmt.Errorf("host: subscribe %s: %w", shard.EdgeAliveSubject, err)
+	}
+	h.subs = append(h.subs, alive)
 	if err := h.cfg.NATS.FlushTimeout(5 * time.Second); err != nil {
 		return fmt.Errorf("host: flush subscriptions: %w", err)
+	}
+	h.ioWG.Add(1)
+	go h.sweepEdges()
+	// Edges re-announce their connections: this node knows no sessions yet.
+	if err := h.cfg.NATS.Publish(shard.HostStartedSubject, nil); err != nil {
+		return fmt.Errorf("host: announce start: %w", err)
 	}
 	h.log.Info("actor host started", "shards", h.cfg.Shards)
 	return nil
@@ -358,6 +380,54 @@ func wait[T any](ctx context.Context, ch <-chan T) (T, error) {
 	}
 }
 
+// heard records an edge's heartbeat.
+func (h *Host) heard(edgeID string) {
+	if !auth.ValidID(edgeID) {
+		return
+	}
+	h.mu.Lock()
+	h.edges[edgeID] = time.Now()
+	h.mu.Unlock()
+}
+
+// sweepEdges takes the devices of edges that went silent offline: every
+// running actor forgets its sessions on such an edge. An edge never heard
+// is left alone (its heartbeat may not have arrived yet).
+func (h *Host) sweepEdges() {
+	defer h.ioWG.Done()
+	t := time.NewTicker(h.cfg.EdgeTimeout / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case now := <-t.C:
+			var gone []string
+			h.mu.Lock()
+			for id, seen := range h.edges {
+				if now.Sub(seen) > h.cfg.EdgeTimeout {
+					gone = append(gone, id)
+					delete(h.edges, id)
+				}
+			}
+			var pids []*actor.PID
+			if len(gone) > 0 {
+				pids = make([]*actor.PID, 0, len(h.actors))
+				for _, pid := range h.actors {
+					pids = append(pids, pid)
+				}
+			}
+			h.mu.Unlock()
+			for _, id := range gone {
+				h.log.Warn("edge stopped sending heartbeats; its devices are offline", "edge", id, "silent_for", h.cfg.EdgeTimeout)
+				for _, pid := range pids {
+					h.system.Root.Send(pid, &user.EdgeGone{EdgeID: id})
+				}
+			}
+		}
+	}
+}
+
 // send delivers msg to uid's actor, spawning it if needed.
 func (h *Host) send(uid string, msg any) {
 	h.mu.Lock()
@@ -436,6 +506,7 @@ func (h *Host) Shutdown(ctx context.Context) error {
 	if !h.shutdown.CompareAndSwap(false, true) {
 		return nil
 	}
+	close(h.stop)
 	var errs []error
 	for _, s := range h.subs {
 		if err := s.Drain(); err != nil {

@@ -10,6 +10,8 @@
 //	                      subscription per edge, never one per user.
 //	im.edge.all           anything → every edge: a buspb.Down for every
 //	                      signed-in connection (BroadcastSubject).
+//	im.alive.edge         edge → logic: heartbeat, payload the edge id.
+//	im.alive.host         logic → edges: a logic node started; re-announce.
 //	im.dlv.<n>            durable deliveries for the users of shard n
 //	                      (buspb.DeliveryBatch) in the JetStream stream
 //	                      PARLEY_DELIVERY, one durable consumer per shard.
@@ -52,6 +54,16 @@ func EdgeSubject(edgeID string) string { return "im.edge." + edgeID }
 // signed-in connection of every edge (e.g. a notice to everyone online).
 // Every edge subscribes to it, so "all" is not a valid edge id.
 const BroadcastSubject = "im.edge.all"
+
+// EdgeAliveSubject carries every edge's heartbeat (its edge id, once a
+// second). A logic node that stops hearing an edge takes that edge's
+// devices offline.
+const EdgeAliveSubject = "im.alive.edge"
+
+// HostStartedSubject is published by a logic node once it serves its
+// shards; edges answer by re-announcing their signed-in connections, so a
+// restarted logic node knows every online device again.
+const HostStartedSubject = "im.alive.host"
 
 // DeliverySubject is where deliveries for the users of shard n go.
 func DeliverySubject(n int) string { return fmt.Sprintf("im.dlv.%d", n) }

@@ -160,6 +160,8 @@ func (a *Actor) Receive(ctx actor.Context) {
 		a.disconnect(m)
 	case *TransientPush:
 		a.transient(m)
+	case *EdgeGone:
+		a.edgeGone(m)
 	case *ackDone:
 		a.acking = false
 		a.flushAcks(ctx)
@@ -228,6 +230,15 @@ func (a *Actor) up(ctx actor.Context, m *buspb.Up) {
 // with REPLACED, and its later Offline (which names the old connection) is
 // ignored, so a late-closing stale socket never silences the new one.
 func (a *Actor) online(m *buspb.Up, on *buspb.Online) {
+	if on.Resume {
+		// A connection re-announced after a logic restart: register it
+		// unless the device has a session already (the same one, or a
+		// newer one), and answer nothing: it signed in long ago.
+		if _, ok := a.devices[m.DeviceId]; !ok {
+			a.devices[m.DeviceId] = session{edgeID: m.EdgeId, connID: m.ConnId, platform: on.Platform}
+		}
+		return
+	}
 	if old, ok := a.devices[m.DeviceId]; ok && (old.edgeID != m.EdgeId || old.connID != m.ConnId) {
 		a.env.Down(old.edgeID, &buspb.Down{
 			ConnIds:      []uint64{old.connID},

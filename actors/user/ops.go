@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/parleyim/parley/actors/events"
 	"github.com/parleyim/parley/actors/social"
 	"github.com/parleyim/parley/schemas/buspb"
 	"github.com/parleyim/parley/schemas/wirepb"
@@ -35,6 +36,21 @@ type Disconnect struct {
 type TransientPush struct {
 	Message *wirepb.Message
 	Reply   chan<- int
+}
+
+// EdgeGone says an edge stopped sending heartbeats: its connections are gone.
+type EdgeGone struct {
+	EdgeID string
+}
+
+func (a *Actor) edgeGone(g *EdgeGone) {
+	for id, s := range a.devices {
+		if s.edgeID == g.EdgeID {
+			delete(a.devices, id)
+			a.env.Events.Publish("device", a.uid, events.Device{Type: "device.offline", User: a.uid, Device: id,
+				Edge: s.edgeID, Platform: s.platform, AtMs: time.Now().UnixMilli()})
+		}
+	}
 }
 
 func (a *Actor) presence(q *PresenceQuery) {

@@ -56,6 +56,7 @@ func run(args []string) error {
 	fs.IntVar(&cfg.MaxGroupMembers, "max-group-members", 10_000, "largest group")
 	fs.IntVar(&cfg.RoomHistory, "room-history", 100, "messages each chat room keeps for replay")
 	fs.DurationVar(&cfg.RoomMaxAge, "room-max-age", time.Hour, "how long chat room messages are kept for replay")
+	fs.DurationVar(&cfg.EdgeTimeout, "edge-timeout", 10*time.Second, "take an edge's devices offline when its heartbeat is not heard for this long")
 	logFormat := fs.String("log-format", "text", "text or json")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 15*time.Second, "how long a graceful shutdown may take")

@@ -224,8 +224,12 @@ func (*Up_Call) isUp_Op() {}
 
 // Online registers a signed-in connection as the device's current session.
 type Online struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Platform      string                 `protobuf:"bytes,1,opt,name=platform,proto3" json:"platform,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Platform string                 `protobuf:"bytes,1,opt,name=platform,proto3" json:"platform,omitempty"`
+	// resume re-announces a connection that signed in earlier (a logic node
+	// restarted and lost its sessions): register it silently, no SignInOK,
+	// and never in place of a newer session of the device.
+	Resume        bool `protobuf:"varint,2,opt,name=resume,proto3" json:"resume,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -265,6 +269,13 @@ func (x *Online) GetPlatform() string {
 		return x.Platform
 	}
 	return ""
+}
+
+func (x *Online) GetResume() bool {
+	if x != nil {
+		return x.Resume
+	}
+	return false
 }
 
 // Offline says the connection closed. The actor forgets the device only if
@@ -508,9 +519,10 @@ const file_parley_bus_v1_bus_proto_rawDesc = "" +
 	"\x03ack\x18\x0e \x01(\v2\x13.parley.wire.v1.AckH\x00R\x03ack\x12*\n" +
 	"\x04read\x18\x0f \x01(\v2\x14.parley.wire.v1.ReadH\x00R\x04read\x12*\n" +
 	"\x04call\x18\x10 \x01(\v2\x14.parley.wire.v1.CallH\x00R\x04callB\x04\n" +
-	"\x02op\"$\n" +
+	"\x02op\"<\n" +
 	"\x06Online\x12\x1a\n" +
-	"\bplatform\x18\x01 \x01(\tR\bplatform\"\t\n" +
+	"\bplatform\x18\x01 \x01(\tR\bplatform\x12\x16\n" +
+	"\x06resume\x18\x02 \x01(\bR\x06resume\"\t\n" +
 	"\aOffline\"\x96\x01\n" +
 	"\x04Down\x12\x19\n" +
 	"\bconn_ids\x18\x01 \x03(\x04R\aconnIds\x12\x14\n" +

@@ -104,6 +104,9 @@ type Config struct {
 	// RoomMaxAge how long; zero means 100 and 1 hour.
 	RoomHistory int
 	RoomMaxAge  time.Duration
+	// EdgeTimeout takes an edge's devices offline when its heartbeat has not
+	// been heard for this long; zero means 10s.
+	EdgeTimeout time.Duration
 	Logger      *slog.Logger
 }
 
@@ -267,7 +270,7 @@ func (n *Node) startLogic(ctx context.Context) (err error) {
 	}
 	n.host, err = host.New(host.Config{
 		NATS: n.nc, Store: n.store, Directory: n.dir, Shards: cfg.Shards, CommitWorkers: workers,
-		RequireFriendship: cfg.RequireFriendship, MaxGroupMembers: cfg.MaxGroupMembers,
+		RequireFriendship: cfg.RequireFriendship, MaxGroupMembers: cfg.MaxGroupMembers, EdgeTimeout: cfg.EdgeTimeout,
 		MaxBodySize: cfg.MaxBodySize, IdleTimeout: cfg.ActorIdleTimeout, Logger: log,
 	})
 	if err != nil {
