@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"sync"
 	"time"
@@ -24,6 +23,14 @@ import (
 var jsonIn = protojson.UnmarshalOptions{DiscardUnknown: true}
 
 // conn is one WebSocket connection.
+//
+// An idle connection holds no outbound queue and no writer goroutine. Frames
+// wait in queue, a slice that grows on demand and is dropped when it
+// empties. Send starts a drainer goroutine when it queues a frame and none
+// runs; the drainer writes until the queue is empty and exits. Once Close was
+// called the drainer (Close starts one if none runs) writes what was queued,
+// then runs the close sequence (finish) and closes finished. At most one
+// drainer runs at a time, so frames are written in the order Send took them.
 type conn struct {
 	// Immutable after newConn.
 	id     uint64
@@ -31,14 +38,17 @@ type conn struct {
 	ws     *websocket.Conn
 	json   bool // parley.json: text protojson messages
 	remote net.Addr
-	log    *slog.Logger
 
-	out        chan []byte   // protobuf frames for the writer; never closed
-	closing    chan struct{} // closed by Close
 	readerDone chan struct{} // closed when the read loop returned
+	finished   chan struct{} // closed by the drainer that ended the connection
 
-	closeOnce sync.Once
-	// Written once by Close before closing is closed; read after.
+	mu           sync.Mutex // guards the fields below
+	queue        [][]byte   // protobuf frames not yet taken by the drainer, oldest first
+	pending      int        // frames queued or being written
+	pendingBytes int        // their bytes
+	draining     bool       // a drainer runs or is being started; it counts in h.wg
+	closing      bool       // Close was called
+	// Set with closing; the drainer reads them after it saw closing.
 	closeCode wirepb.ErrorCode
 	closeMsg  string
 }
@@ -46,19 +56,15 @@ type conn struct {
 var _ edge.Conn = (*conn)(nil)
 
 func newConn(h *Handler, ws *websocket.Conn) *conn {
-	id := edge.NextConnID()
-	c := &conn{
-		id:         id,
+	return &conn{
+		id:         edge.NextConnID(),
 		h:          h,
 		ws:         ws,
 		json:       ws.Subprotocol() == SubprotocolJSON,
 		remote:     ws.RemoteAddr(),
-		out:        make(chan []byte, h.cfg.MaxQueue),
-		closing:    make(chan struct{}),
 		readerDone: make(chan struct{}),
+		finished:   make(chan struct{}),
 	}
-	c.log = h.log.With("conn", id)
-	return c
 }
 
 // ID implements edge.Conn.
@@ -67,49 +73,88 @@ func (c *conn) ID() uint64 { return c.id }
 // RemoteAddr implements edge.Conn.
 func (c *conn) RemoteAddr() net.Addr { return c.remote }
 
-// Send implements edge.Conn. It queues b (kept, not copied) for the writer
-// goroutine, which converts it to protojson in JSON mode. It never blocks.
+// Send implements edge.Conn. It queues b (kept, not copied) for the drainer,
+// which converts it to protojson in JSON mode, and starts a drainer if none
+// runs. It never blocks.
 func (c *conn) Send(b []byte) error {
-	select {
-	case <-c.closing:
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
 		return edge.ErrConnClosed
-	default:
 	}
-	select {
-	case c.out <- b:
-		return nil
-	default:
-		c.Close(wirepb.ErrorCode_ERROR_CODE_SLOW_CONSUMER, "outbound queue full")
+	if c.pending >= c.h.cfg.MaxQueue || c.pendingBytes+len(b) > c.h.cfg.MaxQueueBytes {
+		start := c.closeLocked(wirepb.ErrorCode_ERROR_CODE_SLOW_CONSUMER, "outbound queue full")
+		c.mu.Unlock()
+		if start {
+			go c.drain()
+		}
 		return edge.ErrSlowConsumer
 	}
+	c.queue = append(c.queue, b)
+	c.pending++
+	c.pendingBytes += len(b)
+	start := c.startDrainLocked()
+	c.mu.Unlock()
+	if start {
+		go c.drain()
+	}
+	return nil
 }
 
-// Close implements edge.Conn: the writer goroutine writes what was queued,
-// the Error frame and a close message, then closes the socket.
+// Close implements edge.Conn: the drainer writes what was queued, the Error
+// frame and a close message, then closes the socket.
 func (c *conn) Close(code wirepb.ErrorCode, msg string) {
-	c.closeOnce.Do(func() {
-		c.closeCode, c.closeMsg = code, msg
-		close(c.closing)
-	})
+	c.mu.Lock()
+	start := c.closeLocked(code, msg)
+	c.mu.Unlock()
+	if start {
+		go c.drain()
+	}
 }
 
-// serve runs the connection on the calling goroutine (the reader) and a
-// writer goroutine, and returns when both are done.
+// closeLocked marks the connection closing, the first time, and reports
+// whether the caller must start a drainer to run the close sequence.
+func (c *conn) closeLocked(code wirepb.ErrorCode, msg string) (start bool) {
+	if c.closing {
+		return false
+	}
+	c.closing = true
+	c.closeCode, c.closeMsg = code, msg
+	return c.startDrainLocked()
+}
+
+// startDrainLocked reports whether the caller must start a drainer (go
+// c.drain()) because none runs, and counts it in h.wg.
+//
+// The Add is safe: ServeHTTP holds a count until serve returns, serve returns
+// only after finished is closed, and finished is closed by the drainer that
+// ends the connection, after Close; from then on no drainer starts.
+func (c *conn) startDrainLocked() bool {
+	if c.draining {
+		return false
+	}
+	c.draining = true
+	c.h.wg.Add(1)
+	return true
+}
+
+func (c *conn) isClosing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closing
+}
+
+// serve runs the connection's read loop on the calling goroutine and
+// returns once the connection is closed: the close sequence finished or the
+// socket failed.
 func (c *conn) serve() {
 	h := c.h
-	c.log.Debug("ws conn opened", "remote", c.remote.String(), "json", c.json)
+	h.log.Debug("ws conn opened", "conn", c.id, "remote", c.remote.String(), "json", c.json)
 	h.cfg.Handler.Opened(c)
-	writerDone := make(chan struct{})
-	h.wg.Add(1) // the counter is > 0: ServeHTTP holds one
-	go func() {
-		defer h.wg.Done()
-		defer close(writerDone)
-		c.writeLoop()
-	}()
-	c.readLoop()
+	c.readLoop() // returns after calling Close, so a drainer will close finished
 	close(c.readerDone)
-	<-writerDone
-	c.log.Debug("ws conn closed", "code", c.closeCode.String())
+	<-c.finished
+	h.log.Debug("ws conn closed", "conn", c.id, "code", c.closeCode.String())
 	h.cfg.Handler.Closed(c)
 }
 
@@ -121,7 +166,7 @@ func (c *conn) readLoop() {
 		mt, r, err := c.ws.NextReader()
 		if err != nil {
 			if websocket.IsUnexpectedCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway) && !c.isClosing() {
-				c.log.Debug("ws read", "err", err)
+				c.h.log.Debug("ws read", "conn", c.id, "err", err)
 			}
 			c.Close(wirepb.ErrorCode_ERROR_CODE_UNSPECIFIED, "")
 			return
@@ -130,12 +175,12 @@ func (c *conn) readLoop() {
 		// without buffering it.
 		data, err := io.ReadAll(io.LimitReader(r, int64(max)+1))
 		if err != nil {
-			c.log.Debug("ws read", "err", err)
+			c.h.log.Debug("ws read", "conn", c.id, "err", err)
 			c.Close(wirepb.ErrorCode_ERROR_CODE_UNSPECIFIED, "")
 			return
 		}
 		if len(data) > max {
-			c.log.Debug("ws frame too large", "max", max)
+			c.h.log.Debug("ws frame too large", "conn", c.id, "max", max)
 			c.Close(wirepb.ErrorCode_ERROR_CODE_FRAME_TOO_LARGE,
 				fmt.Sprintf("message over the %d-byte limit", max))
 			return
@@ -161,7 +206,7 @@ func (c *conn) decode(mt int, data []byte) (f *wirepb.Frame, reason string) {
 		}
 		f = new(wirepb.Frame)
 		if err := jsonIn.Unmarshal(data, f); err != nil {
-			c.log.Debug("ws bad json frame", "err", err)
+			c.h.log.Debug("ws bad json frame", "conn", c.id, "err", err)
 			return nil, "message is not a JSON Frame"
 		}
 		return f, ""
@@ -171,74 +216,81 @@ func (c *conn) decode(mt int, data []byte) (f *wirepb.Frame, reason string) {
 	}
 	f, err := frame.Decode(data)
 	if err != nil {
-		c.log.Debug("ws bad frame", "err", err)
+		c.h.log.Debug("ws bad frame", "conn", c.id, "err", err)
 		return nil, "message does not decode as a Frame"
 	}
 	return f, ""
 }
 
-func (c *conn) isClosing() bool {
-	select {
-	case <-c.closing:
-		return true
-	default:
-		return false
-	}
-}
-
-// writeLoop writes queued frames until Close, then runs the close sequence.
-func (c *conn) writeLoop() {
+// drain writes queued frames, each with a deadline of Config.WriteTimeout,
+// until the queue is empty, and exits. Once Close was called it writes what
+// is left, then runs finish and closes finished; from the moment it sees
+// Close, all its writes share one deadline of Config.WriteTimeout.
+func (c *conn) drain() {
+	defer c.h.wg.Done()
 	timeout := c.h.cfg.WriteTimeout
+	var (
+		batch         [][]byte  // frames taken from queue; its array goes back to queue
+		closeDeadline time.Time // zero until this drainer saw closing
+	)
 	for {
-		select {
-		case <-c.closing:
-			c.finish()
+		c.mu.Lock()
+		closing := c.closing
+		if len(c.queue) == 0 && !closing {
+			c.draining = false
+			c.queue = nil // an idle connection holds no queue
+			c.mu.Unlock()
 			return
-		default:
 		}
-		select {
-		case b := <-c.out:
-			err := c.write(b, time.Now().Add(timeout))
+		batch, c.queue = c.queue, batch[:0]
+		c.mu.Unlock()
+		if closing && closeDeadline.IsZero() {
+			closeDeadline = time.Now().Add(timeout)
+		}
+		if len(batch) == 0 { // closing, everything written
+			c.finish(closeDeadline)
+			close(c.finished)
+			return
+		}
+		for i, b := range batch {
+			batch[i] = nil
+			deadline := closeDeadline
+			if deadline.IsZero() {
+				deadline = time.Now().Add(timeout)
+			}
+			err := c.write(b, deadline)
+			c.mu.Lock()
+			c.pending--
+			c.pendingBytes -= len(b)
+			if c.closing && closeDeadline.IsZero() {
+				closeDeadline = time.Now().Add(timeout)
+			}
+			c.mu.Unlock()
 			if errors.Is(err, errBadOutbound) {
 				c.Close(wirepb.ErrorCode_ERROR_CODE_INTERNAL, "server error")
+				if closeDeadline.IsZero() {
+					closeDeadline = time.Now().Add(timeout)
+				}
 				continue
 			}
 			if err != nil {
-				c.log.Debug("ws write", "err", err)
-				c.Close(wirepb.ErrorCode_ERROR_CODE_UNSPECIFIED, "")
+				c.h.log.Debug("ws write", "conn", c.id, "err", err)
+				c.Close(wirepb.ErrorCode_ERROR_CODE_UNSPECIFIED, "") // no drainer starts: this one runs
 				_ = c.ws.Close()
+				close(c.finished)
 				return
 			}
-		case <-c.closing:
-			c.finish()
-			return
 		}
 	}
 }
 
-// finish flushes what was queued, writes the Error frame and a close message,
-// waits up to closeGrace for the client's close reply and closes the socket.
-// All writes share one deadline of Config.WriteTimeout.
-func (c *conn) finish() {
+// finish writes the Error frame and a close message, waits up to closeGrace
+// for the client's close reply and closes the socket. Writes use deadline.
+func (c *conn) finish(deadline time.Time) {
 	defer c.ws.Close()
-	deadline := time.Now().Add(c.h.cfg.WriteTimeout)
-flush:
-	for {
-		select {
-		case b := <-c.out:
-			if err := c.write(b, deadline); errors.Is(err, errBadOutbound) {
-				continue
-			} else if err != nil {
-				c.log.Debug("ws write", "err", err)
-				return
-			}
-		default:
-			break flush
-		}
-	}
 	if c.closeCode != wirepb.ErrorCode_ERROR_CODE_UNSPECIFIED {
 		if err := c.write(frame.ErrorFrame(c.closeCode, c.closeMsg), deadline); err != nil {
-			c.log.Debug("ws write", "err", err)
+			c.h.log.Debug("ws write", "conn", c.id, "err", err)
 			return
 		}
 	}
@@ -268,12 +320,12 @@ func (c *conn) write(b []byte, deadline time.Time) error {
 	}
 	f := new(wirepb.Frame)
 	if err := proto.Unmarshal(b, f); err != nil {
-		c.log.Error("ws frame from the server does not decode", "err", err)
+		c.h.log.Error("ws frame from the server does not decode", "conn", c.id, "err", err)
 		return fmt.Errorf("%w: conn=%d: %w", errBadOutbound, c.id, err)
 	}
 	j, err := protojson.Marshal(f)
 	if err != nil {
-		c.log.Error("ws frame does not encode as json", "err", err)
+		c.h.log.Error("ws frame does not encode as json", "conn", c.id, "err", err)
 		return fmt.Errorf("%w: conn=%d: json: %w", errBadOutbound, c.id, err)
 	}
 	return c.ws.WriteMessage(websocket.TextMessage, j)

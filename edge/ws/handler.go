@@ -13,13 +13,15 @@
 // A client that offers subprotocols but none of these gets HTTP 400.
 //
 // Every connection has one reader goroutine (the one that served the upgrade)
-// and one writer goroutine with a bounded queue; a full queue closes the
-// connection with ERROR_CODE_SLOW_CONSUMER. Handler.Opened, Frame and Closed
-// run on the reader goroutine, so they are never concurrent for one
-// connection. Closing writes what was queued, the Error frame, then a
-// WebSocket close message, waits briefly for the client's close reply and
-// closes the socket. TLS (WSS) comes from the net/http server that mounts the
-// Handler.
+// and, only while frames wait to be written, a writer goroutine: an idle
+// connection holds no outbound queue and no writer. The outbound queue is
+// bounded in frames (Config.MaxQueue) and bytes (Config.MaxQueueBytes); a
+// full queue closes the connection with ERROR_CODE_SLOW_CONSUMER. Frames are
+// written in the order Send took them. Handler.Opened, Frame and Closed run
+// on the reader goroutine, so they are never concurrent for one connection.
+// Closing writes what was queued, the Error frame, then a WebSocket close
+// message, waits briefly for the client's close reply and closes the socket.
+// TLS (WSS) comes from the net/http server that mounts the Handler.
 package ws
 
 import (
@@ -51,6 +53,9 @@ const (
 	// DefaultMaxQueue is the per-connection outbound queue length in frames
 	// when Config.MaxQueue is zero.
 	DefaultMaxQueue = 1024
+	// DefaultMaxQueueBytes is the per-connection outbound queue size in
+	// bytes when Config.MaxQueueBytes is zero: 4 MiB, as edge/tcp.
+	DefaultMaxQueueBytes = 4 << 20
 	// DefaultWriteTimeout is the write deadline when Config.WriteTimeout is
 	// zero.
 	DefaultWriteTimeout = 10 * time.Second
@@ -72,9 +77,14 @@ type Config struct {
 	// MaxFrameSize+1 bytes of it were read. Zero means frame.DefaultMaxSize
 	// (64 KiB).
 	MaxFrameSize int
-	// MaxQueue is how many outbound frames may wait per connection before it
-	// is closed as a slow consumer. Zero means DefaultMaxQueue (1024).
+	// MaxQueue is how many outbound frames may wait unwritten per connection
+	// before it is closed as a slow consumer. Zero means DefaultMaxQueue
+	// (1024).
 	MaxQueue int
+	// MaxQueueBytes is how many outbound bytes (protobuf frames as given to
+	// Send) may wait unwritten per connection before it is closed as a slow
+	// consumer. Zero means DefaultMaxQueueBytes (4 MiB).
+	MaxQueueBytes int
 	// CheckOrigin decides whether a request's Origin header may connect.
 	// Nil allows every origin: a development default (any page, e.g. a
 	// local file or another port, can connect). Set it in production so that
@@ -100,8 +110,9 @@ type Handler struct {
 	shutting bool               // guarded by mu: Shutdown began; no new connections
 	conns    map[*conn]struct{} // guarded by mu: upgraded, not yet finished
 
-	// wg counts each connection's reader (ServeHTTP) and writer goroutines.
-	// Add with a zero counter happens only under mu while !shutting.
+	// wg counts each connection's reader (ServeHTTP) and writer (drainer)
+	// goroutines. Add with a zero counter happens only under mu while
+	// !shutting; a drainer is added while its ServeHTTP holds a count.
 	wg sync.WaitGroup
 }
 
@@ -115,6 +126,8 @@ func New(cfg Config) (*Handler, error) {
 		return nil, fmt.Errorf("ws: negative Config.MaxFrameSize %d", cfg.MaxFrameSize)
 	case cfg.MaxQueue < 0:
 		return nil, fmt.Errorf("ws: negative Config.MaxQueue %d", cfg.MaxQueue)
+	case cfg.MaxQueueBytes < 0:
+		return nil, fmt.Errorf("ws: negative Config.MaxQueueBytes %d", cfg.MaxQueueBytes)
 	case cfg.WriteTimeout < 0:
 		return nil, fmt.Errorf("ws: negative Config.WriteTimeout %v", cfg.WriteTimeout)
 	}
@@ -123,6 +136,9 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if cfg.MaxQueue == 0 {
 		cfg.MaxQueue = DefaultMaxQueue
+	}
+	if cfg.MaxQueueBytes == 0 {
+		cfg.MaxQueueBytes = DefaultMaxQueueBytes
 	}
 	if cfg.WriteTimeout == 0 {
 		cfg.WriteTimeout = DefaultWriteTimeout
@@ -142,8 +158,11 @@ func New(cfg Config) (*Handler, error) {
 			HandshakeTimeout: handshakeTimeout,
 			Subprotocols:     []string{SubprotocolProto, SubprotocolJSON},
 			CheckOrigin:      checkOrigin,
-			// Idle connections hold no write buffer.
-			WriteBufferPool: &sync.Pool{},
+			// ReadBufferSize 0, WriteBufferSize 0 and no WriteBufferPool:
+			// gorilla reuses net/http's 4 KiB bufio.Reader and Writer. Both
+			// stay reachable from net/http's conn while ServeHTTP runs, so
+			// reusing them costs nothing; a pool or an own read buffer would
+			// add to them (measured by TestIdleMemory).
 		},
 		conns: make(map[*conn]struct{}),
 	}, nil

@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -111,6 +113,7 @@ func TestNewValidates(t *testing.T) {
 		{},
 		{Handler: h, MaxFrameSize: -1},
 		{Handler: h, MaxQueue: -1},
+		{Handler: h, MaxQueueBytes: -1},
 		{Handler: h, WriteTimeout: -1},
 	} {
 		if _, err := New(cfg); err == nil {
@@ -121,7 +124,8 @@ func TestNewValidates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.cfg.MaxFrameSize != frame.DefaultMaxSize || got.cfg.MaxQueue != DefaultMaxQueue || got.cfg.WriteTimeout != DefaultWriteTimeout {
+	if got.cfg.MaxFrameSize != frame.DefaultMaxSize || got.cfg.MaxQueue != DefaultMaxQueue ||
+		got.cfg.MaxQueueBytes != DefaultMaxQueueBytes || got.cfg.WriteTimeout != DefaultWriteTimeout {
 		t.Fatalf("defaults = %+v", got.cfg)
 	}
 }
@@ -295,42 +299,169 @@ func TestBadInput(t *testing.T) {
 }
 
 // TestSlowConsumer: a client that never reads is closed with SLOW_CONSUMER
-// once MaxQueue frames wait; another connection keeps working.
+// once MaxQueue frames or MaxQueueBytes bytes wait; another connection keeps
+// working.
 func TestSlowConsumer(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+	}{
+		{"frames", Config{MaxQueue: 8}},
+		{"bytes", Config{MaxQueueBytes: 256 << 10}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			th := edgetest.NewHandler(false)
+			cfg := tt.cfg
+			cfg.Handler, cfg.WriteTimeout = th, 300*time.Millisecond
+			_, url := startWS(t, cfg)
+			fast := dialWS(t, url)
+			fastConn := edgetest.Recv(t, th.Opens, "Opened fast")
+			dialWS(t, url) // never reads
+			slow := edgetest.Recv(t, th.Opens, "Opened slow")
+
+			big := mustMarshal(t, &wirepb.Frame{Body: &wirepb.Frame_Push{Push: &wirepb.Push{Message: &wirepb.Message{Body: make([]byte, 64<<10)}}}})
+			var err error
+			sent := 0
+			for stop := time.Now().Add(10 * time.Second); err == nil && time.Now().Before(stop); sent++ {
+				err = slow.Send(big)
+				if err == nil && sent%8 == 7 {
+					time.Sleep(time.Millisecond) // let the writer fill the socket first
+				}
+			}
+			if !errors.Is(err, edge.ErrSlowConsumer) {
+				t.Fatalf("after %d sends: err %v; want ErrSlowConsumer", sent, err)
+			}
+			if err := slow.Send(big); !errors.Is(err, edge.ErrConnClosed) {
+				t.Fatalf("Send after slow close = %v; want ErrConnClosed", err)
+			}
+			if got := edgetest.Recv(t, th.Closes, "Closed slow"); got != slow {
+				t.Fatalf("Closed(%d); want %d", got.ID(), slow.ID())
+			}
+			t.Logf("cut off after %d sends of %d bytes", sent, len(big))
+
+			ping := mustMarshal(t, &wirepb.Frame{Id: 1, Body: &wirepb.Frame_Ping{Ping: &wirepb.Ping{}}})
+			if err := fastConn.Send(ping); err != nil {
+				t.Fatal(err)
+			}
+			if f, err := readFrame(t, fast, false); err != nil || f.GetId() != 1 {
+				t.Fatalf("fast conn read = %v, %v; want ping 1", f, err)
+			}
+		})
+	}
+}
+
+// TestSendOrder: frames arrive in the order Send took them, although the
+// writer exits whenever the queue empties and a new one starts on the next
+// Send; each of several concurrent senders keeps its own order.
+func TestSendOrder(t *testing.T) {
+	for _, json := range []bool{false, true} {
+		t.Run(fmt.Sprintf("json=%v", json), func(t *testing.T) {
+			const senders, each = 4, 300
+			th := edgetest.NewHandler(false)
+			_, url := startWS(t, Config{Handler: th, MaxQueue: senders * each})
+			offer := SubprotocolProto
+			if json {
+				offer = SubprotocolJSON
+			}
+			c := dialWS(t, url, offer)
+			sc := edgetest.Recv(t, th.Opens, "Opened")
+			frames := make([][]byte, senders*each) // frame k has id k+1
+			for k := range frames {
+				frames[k] = mustMarshal(t, &wirepb.Frame{Id: uint64(k + 1), Body: &wirepb.Frame_Pong{Pong: &wirepb.Pong{}}})
+			}
+			var wg sync.WaitGroup
+			for s := range senders {
+				wg.Go(func() {
+					for i := range each {
+						if err := sc.Send(frames[s*each+i]); err != nil {
+							t.Errorf("sender %d Send %d: %v", s, i, err)
+							return
+						}
+						if i%(s+3) == 0 {
+							time.Sleep(50 * time.Microsecond) // let the queue empty now and then
+						}
+					}
+				})
+			}
+			next := make([]int, senders)
+			for range senders * each {
+				f, err := readFrame(t, c, json)
+				if err != nil {
+					t.Fatalf("read: %v", err)
+				}
+				k := int(f.GetId()) - 1
+				if s, i := k/each, k%each; k < 0 || s >= senders || i != next[s] {
+					t.Fatalf("got frame id %d; want sender %d's frame %d", f.GetId(), s, next[s])
+				}
+				next[k/each]++
+			}
+			wg.Wait()
+			sc.Close(wirepb.ErrorCode_ERROR_CODE_REPLACED, "signed in elsewhere")
+			expectClose(t, c, json, wirepb.ErrorCode_ERROR_CODE_REPLACED, websocket.ClosePolicyViolation)
+			edgetest.Recv(t, th.Closes, "Closed")
+			th.CheckOnce(t)
+		})
+	}
+}
+
+// TestCloseRacesSend: Close while other goroutines keep sending. Every frame
+// whose Send returned nil arrives, in order, before the Error frame.
+func TestCloseRacesSend(t *testing.T) {
+	const senders, most = 4, 10000
 	th := edgetest.NewHandler(false)
-	_, url := startWS(t, Config{Handler: th, MaxQueue: 8, WriteTimeout: 300 * time.Millisecond})
-	fast := dialWS(t, url)
-	fastConn := edgetest.Recv(t, th.Opens, "Opened fast")
-	dialWS(t, url) // never reads
-	slow := edgetest.Recv(t, th.Opens, "Opened slow")
-
-	big := mustMarshal(t, &wirepb.Frame{Body: &wirepb.Frame_Push{Push: &wirepb.Push{Message: &wirepb.Message{Body: make([]byte, 64<<10)}}}})
-	var err error
-	sent := 0
-	for stop := time.Now().Add(10 * time.Second); err == nil && time.Now().Before(stop); sent++ {
-		err = slow.Send(big)
-		if err == nil && sent%8 == 7 {
-			time.Sleep(time.Millisecond) // let the writer fill the socket first
+	_, url := startWS(t, Config{Handler: th, MaxQueue: senders * most})
+	c := dialWS(t, url)
+	sc := edgetest.Recv(t, th.Opens, "Opened")
+	accepted := make([]int, senders)
+	started := make(chan struct{})
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Go(func() {
+			for i := range most {
+				if s == 0 && i == 100 {
+					close(started)
+				}
+				b := mustMarshal(t, &wirepb.Frame{Id: uint64(s)<<32 | uint64(i), Body: &wirepb.Frame_Pong{Pong: &wirepb.Pong{}}})
+				if err := sc.Send(b); err != nil {
+					if !errors.Is(err, edge.ErrConnClosed) {
+						t.Errorf("sender %d: %v; want ErrConnClosed", s, err)
+					}
+					return
+				}
+				accepted[s]++
+			}
+		})
+	}
+	<-started
+	sc.Close(wirepb.ErrorCode_ERROR_CODE_REPLACED, "signed in elsewhere")
+	wg.Wait()
+	got := make([]int, senders)
+	for {
+		f, err := readFrame(t, c, false)
+		if err != nil {
+			t.Fatalf("read after %v frames: %v", got, err)
 		}
+		if e := f.GetError(); e != nil {
+			if e.GetCode() != wirepb.ErrorCode_ERROR_CODE_REPLACED {
+				t.Fatalf("got %v; want Error REPLACED", f)
+			}
+			break
+		}
+		s, i := int(f.GetId()>>32), int(f.GetId()&(1<<32-1))
+		if s >= senders || i != got[s] {
+			t.Fatalf("got frame %d of sender %d; want frame %d", i, s, got[min(s, senders-1)])
+		}
+		got[s]++
 	}
-	if !errors.Is(err, edge.ErrSlowConsumer) {
-		t.Fatalf("after %d sends: err %v; want ErrSlowConsumer", sent, err)
+	if !slices.Equal(got, accepted) {
+		t.Fatalf("received %v frames per sender before the Error frame; Send accepted %v", got, accepted)
 	}
-	if err := slow.Send(big); !errors.Is(err, edge.ErrConnClosed) {
-		t.Fatalf("Send after slow close = %v; want ErrConnClosed", err)
+	if _, _, err := c.ReadMessage(); !websocket.IsCloseError(err, websocket.ClosePolicyViolation) {
+		t.Fatalf("after Error: %v; want close %d", err, websocket.ClosePolicyViolation)
 	}
-	if got := edgetest.Recv(t, th.Closes, "Closed slow"); got != slow {
-		t.Fatalf("Closed(%d); want %d", got.ID(), slow.ID())
-	}
-	t.Logf("cut off after %d sends of %d bytes", sent, len(big))
-
-	ping := mustMarshal(t, &wirepb.Frame{Id: 1, Body: &wirepb.Frame_Ping{Ping: &wirepb.Ping{}}})
-	if err := fastConn.Send(ping); err != nil {
-		t.Fatal(err)
-	}
-	if f, err := readFrame(t, fast, false); err != nil || f.GetId() != 1 {
-		t.Fatalf("fast conn read = %v, %v; want ping 1", f, err)
-	}
+	edgetest.Recv(t, th.Closes, "Closed")
+	t.Logf("accepted %v frames before Close", accepted)
 }
 
 // TestCloseAfterSends: frames sent before Close arrive, then the Error frame,
@@ -368,6 +499,38 @@ func TestCloseAfterSends(t *testing.T) {
 			th.CheckOnce(t)
 		})
 	}
+}
+
+// TestBadOutboundJSON: a frame from the server that does not convert to JSON
+// closes the connection with INTERNAL; what was accepted before and after it
+// is still written first.
+func TestBadOutboundJSON(t *testing.T) {
+	th := edgetest.NewHandler(false)
+	_, url := startWS(t, Config{Handler: th, Logger: slog.New(slog.DiscardHandler)})
+	c := dialWS(t, url, SubprotocolJSON)
+	sc := edgetest.Recv(t, th.Opens, "Opened")
+	pong := func(id uint64) []byte {
+		return mustMarshal(t, &wirepb.Frame{Id: id, Body: &wirepb.Frame_Pong{Pong: &wirepb.Pong{}}})
+	}
+	if err := sc.Send(pong(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := sc.Send([]byte{0xff, 0xff}); err != nil {
+		t.Fatal(err)
+	}
+	want := []uint64{1}
+	if err := sc.Send(pong(2)); err == nil {
+		want = append(want, 2)
+	} else if !errors.Is(err, edge.ErrConnClosed) {
+		t.Fatalf("Send after a bad frame = %v; want nil or ErrConnClosed", err)
+	}
+	for _, id := range want {
+		if f, err := readFrame(t, c, true); err != nil || f.GetId() != id {
+			t.Fatalf("read = %v, %v; want pong %d", f, err, id)
+		}
+	}
+	expectClose(t, c, true, wirepb.ErrorCode_ERROR_CODE_INTERNAL, websocket.CloseInternalServerErr)
+	edgetest.Recv(t, th.Closes, "Closed")
 }
 
 func TestClientHangUp(t *testing.T) {
@@ -441,7 +604,7 @@ func TestShutdown(t *testing.T) {
 // its context.
 func TestShutdownDeadline(t *testing.T) {
 	th := edgetest.NewHandler(false)
-	h, url := startWS(t, Config{Handler: th, WriteTimeout: time.Minute, MaxQueue: 4096})
+	h, url := startWS(t, Config{Handler: th, WriteTimeout: time.Minute, MaxQueue: 4096, MaxQueueBytes: 64 << 20})
 	dialWS(t, url) // never reads
 	sc := edgetest.Recv(t, th.Opens, "Opened")
 	big := make([]byte, 256<<10)
