@@ -89,7 +89,6 @@ type commitDone struct {
 type Actor struct {
 	uid    string
 	env    *Env
-	log    *slog.Logger
 	waitOn <-chan struct{} // closed when the previous incarnation stopped
 
 	loaded    bool
@@ -109,18 +108,29 @@ type Actor struct {
 	passivating bool
 }
 
+// logger is for the rare log line: an actor keeps no logger of its own
+// (memory per idle actor matters: one per online user).
+func (a *Actor) logger() *slog.Logger { return a.env.Logger.With("uid", a.uid) }
+
+// index makes o findable by msg id and, for a send, by client key. The maps
+// exist only while something is in flight.
+func (a *Actor) index(o *op) {
+	if a.byMsgID == nil {
+		a.byMsgID, a.byKey = make(map[string]*op), make(map[string]*op)
+	}
+	a.byMsgID[o.item.Message.MsgId] = o
+	if o.item.ClientKey != "" {
+		a.byKey[o.item.ClientKey] = o
+	}
+}
+
 // New returns the actor of uid. waitOn, if not nil, is closed when the
 // user's previous actor has stopped; the new one loads nothing before that.
 func New(uid string, env *Env, waitOn <-chan struct{}) *Actor {
 	return &Actor{
-		uid:     uid,
-		env:     env,
-		log:     env.Logger.With("uid", uid),
-		waitOn:  waitOn,
-		devices: make(map[string]session),
-		byKey:   make(map[string]*op),
-		byMsgID: make(map[string]*op),
-		ackWant: make(map[string]uint64),
+		uid:    uid,
+		env:    env,
+		waitOn: waitOn,
 	}
 }
 
@@ -177,7 +187,7 @@ func (a *Actor) load() bool {
 	defer cancel()
 	max, err := a.env.Store.MaxSeq(ctx, a.uid)
 	if err != nil {
-		a.log.Error("load mailbox failed", "err", err)
+		a.logger().Error("load mailbox failed", "err", err)
 		return false
 	}
 	a.committed, a.loaded = max, true
@@ -225,6 +235,13 @@ func (a *Actor) up(ctx actor.Context, m *buspb.Up) {
 	}
 }
 
+func (a *Actor) setSession(device string, s session) {
+	if a.devices == nil {
+		a.devices = make(map[string]session, 1)
+	}
+	a.devices[device] = s
+}
+
 // online makes the connection the device's current session. A second
 // sign-in of the same device replaces the first: the old connection is closed
 // with REPLACED, and its later Offline (which names the old connection) is
@@ -235,7 +252,7 @@ func (a *Actor) online(m *buspb.Up, on *buspb.Online) {
 		// unless the device has a session already (the same one, or a
 		// newer one), and answer nothing: it signed in long ago.
 		if _, ok := a.devices[m.DeviceId]; !ok {
-			a.devices[m.DeviceId] = session{edgeID: m.EdgeId, connID: m.ConnId, platform: on.Platform}
+			a.setSession(m.DeviceId, session{edgeID: m.EdgeId, connID: m.ConnId, platform: on.Platform})
 		}
 		return
 	}
@@ -246,14 +263,14 @@ func (a *Actor) online(m *buspb.Up, on *buspb.Online) {
 			CloseMessage: "this device signed in on another connection",
 		})
 	}
-	a.devices[m.DeviceId] = session{edgeID: m.EdgeId, connID: m.ConnId, platform: on.Platform}
+	a.setSession(m.DeviceId, session{edgeID: m.EdgeId, connID: m.ConnId, platform: on.Platform})
 	a.env.Events.Publish("device", a.uid, events.Device{Type: "device.online", User: a.uid, Device: m.DeviceId,
 		Edge: m.EdgeId, Platform: on.Platform, AtMs: time.Now().UnixMilli()})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	acked, err := a.env.Store.Acked(ctx, a.uid, m.DeviceId)
 	cancel()
 	if err != nil {
-		a.log.Warn("read device ack cursor failed", "device", m.DeviceId, "err", err)
+		a.logger().Warn("read device ack cursor failed", "device", m.DeviceId, "err", err)
 	}
 	a.reply(replyTo{m.EdgeId, m.ConnId, m.RequestId}, &wirepb.Frame{Body: &wirepb.Frame_SignInOk{SignInOk: &wirepb.SignInOK{
 		UserId:       a.uid,
@@ -328,7 +345,7 @@ func (a *Actor) admit(ctx actor.Context, m *buspb.Up, to replyTo, s *wirepb.Send
 	if err != nil {
 		var refusal *social.Error
 		if !errors.As(err, &refusal) {
-			a.log.Warn("route lookup failed", "to", s.To.GetId(), "err", err)
+			a.logger().Warn("route lookup failed", "to", s.To.GetId(), "err", err)
 			err = errors.New("could not check the recipient, retry")
 		}
 		a.replyError(to, social.Code(err), err.Error(), s.ClientMsgId)
@@ -354,8 +371,7 @@ func (a *Actor) admit(ctx actor.Context, m *buspb.Up, to replyTo, s *wirepb.Send
 		recipients: rcpt,
 		replies:    []replyTo{to},
 	}
-	a.byKey[key] = o
-	a.byMsgID[id] = o
+	a.index(o)
 	a.pending = append(a.pending, o)
 	a.flush(ctx)
 }
@@ -405,7 +421,7 @@ func (a *Actor) deliver(ctx actor.Context, d *Deliver) {
 			continue
 		}
 		o := &op{item: mailbox.Item{Message: msg}, dones: []func(error){done}}
-		a.byMsgID[msg.MsgId] = o
+		a.index(o)
 		a.pending = append(a.pending, o)
 	}
 	a.flush(ctx)
@@ -437,12 +453,15 @@ func (a *Actor) committedBatch(ctx actor.Context, c *commitDone) {
 			delete(a.byKey, o.item.ClientKey)
 		}
 	}
+	if len(a.byMsgID) == 0 {
+		a.byMsgID, a.byKey = nil, nil // maps never shrink: drop them
+	}
 	err := c.err
 	if err == nil {
 		err = c.res.Err
 	}
 	if err != nil {
-		a.log.Warn("mailbox append failed", "items", len(ops), "err", err)
+		a.logger().Warn("mailbox append failed", "items", len(ops), "err", err)
 		if errors.Is(err, mailbox.ErrConflict) {
 			a.loaded = false
 			a.load()
@@ -546,7 +565,7 @@ func (a *Actor) push(items []pushItem) {
 	for _, it := range items {
 		frame, err := proto.Marshal(&wirepb.Frame{Body: &wirepb.Frame_Push{Push: &wirepb.Push{Message: it.msg}}})
 		if err != nil {
-			a.log.Error("encode push failed", "err", err)
+			a.logger().Error("encode push failed", "err", err)
 			continue
 		}
 		clear(conns)
@@ -578,7 +597,7 @@ func (a *Actor) sync(to replyTo, s *wirepb.Sync) {
 	a.env.Go(func(ctx context.Context) {
 		msgs, err := a.env.Store.Fetch(ctx, a.uid, s.AfterSeq, upTo, limit)
 		if err != nil {
-			a.log.Warn("sync read failed", "err", err)
+			a.logger().Warn("sync read failed", "err", err)
 			a.replyError(to, wirepb.ErrorCode_ERROR_CODE_UNAVAILABLE, "could not read the mailbox, retry", "")
 			return
 		}
@@ -612,6 +631,9 @@ func fitPage(msgs []*wirepb.Message, max int) []*wirepb.Message {
 func (a *Actor) ack(ctx actor.Context, deviceID string, seq uint64) {
 	seq = min(seq, a.committed)
 	if seq > a.ackWant[deviceID] {
+		if a.ackWant == nil {
+			a.ackWant = make(map[string]uint64, 1)
+		}
 		a.ackWant[deviceID] = seq
 	}
 	a.flushAcks(ctx)
@@ -625,9 +647,9 @@ func (a *Actor) flushAcks(ctx actor.Context) {
 		return
 	}
 	want := a.ackWant
-	a.ackWant = make(map[string]uint64)
+	a.ackWant = nil
 	a.acking = true
-	self, system, uid, log := ctx.Self(), ctx.ActorSystem(), a.uid, a.log
+	self, system, uid, log := ctx.Self(), ctx.ActorSystem(), a.uid, a.logger()
 	a.env.GoWrite(func(ctx context.Context) {
 		for dev, seq := range want {
 			if err := a.env.Store.SetAcked(ctx, uid, dev, seq); err != nil {
@@ -642,7 +664,7 @@ func (a *Actor) reply(to replyTo, f *wirepb.Frame) {
 	f.Id = to.reqID
 	b, err := proto.Marshal(f)
 	if err != nil {
-		a.log.Error("encode reply failed", "err", err)
+		a.logger().Error("encode reply failed", "err", err)
 		return
 	}
 	a.env.Down(to.edgeID, &buspb.Down{ConnIds: []uint64{to.connID}, Frame: b})
