@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sort"
 	"strings"
@@ -138,9 +139,23 @@ func decode(params []byte, p any) error {
 	dec := json.NewDecoder(bytes.NewReader(params))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(p); err != nil {
+		// Say what is wrong in the caller's terms, never in Go's.
+		var typeErr *json.UnmarshalTypeError
+		var syntaxErr *json.SyntaxError
+		switch {
+		case errors.As(err, &typeErr) && typeErr.Field == "":
+			return invalid("params must be a JSON object")
+		case errors.As(err, &typeErr):
+			return invalid("params: field %q cannot be a JSON %s", typeErr.Field, typeErr.Value)
+		case errors.As(err, &syntaxErr):
+			return invalid("params are not valid JSON (at byte %d)", syntaxErr.Offset)
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return invalid("params: the JSON ends too early")
+		}
 		return invalid("params: %s", strings.TrimPrefix(err.Error(), "json: "))
 	}
-	if dec.More() {
+	// Not dec.More: it reports false before a stray '}' or ']'.
+	if _, err := dec.Token(); err != io.EOF {
 		return invalid("params: trailing data after the JSON object")
 	}
 	return nil

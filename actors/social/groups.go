@@ -31,6 +31,10 @@ const (
 	MaxGroupExt  = 4096
 )
 
+// maxUsersPerCall caps the users one change names (a group may be larger:
+// add them in several calls).
+const maxUsersPerCall = 10_000
+
 // NewGroup describes a group to create.
 type NewGroup struct {
 	ID      string // empty: the server picks one
@@ -51,8 +55,8 @@ func invalid(format string, args ...any) error {
 }
 
 func checkUsers(field string, uids []string) error {
-	if len(uids) == 0 {
-		return invalid("%s must name at least one user", field)
+	if len(uids) == 0 || len(uids) > maxUsersPerCall {
+		return invalid("%s must name 1-%d users", field, maxUsersPerCall)
 	}
 	for _, u := range uids {
 		if !wirepb.ValidID(u) {
@@ -241,10 +245,12 @@ func (d *Directory) AddMembers(ctx context.Context, by, gid string, uids []strin
 	now := time.Now().UnixMilli()
 	var added []string
 	var rows []directory.Member
+	seen := make(map[string]bool, len(uids))
 	for _, u := range uids {
-		if _, ok := gv.members[u]; ok || slices.Contains(added, u) {
+		if _, ok := gv.members[u]; ok || seen[u] {
 			continue
 		}
+		seen[u] = true
 		added = append(added, u)
 		rows = append(rows, directory.Member{UserID: u, Role: directory.RoleMember, JoinedAtMs: now})
 	}
@@ -279,11 +285,13 @@ func (d *Directory) RemoveMembers(ctx context.Context, by, gid string, uids []st
 		return nil, err
 	}
 	var removed []string
+	seen := make(map[string]bool, len(uids))
 	for _, u := range uids {
 		m, ok := gv.members[u]
-		if !ok || slices.Contains(removed, u) {
+		if !ok || seen[u] {
 			continue
 		}
+		seen[u] = true
 		switch {
 		case m.Role == directory.RoleOwner:
 			return nil, errorf(wirepb.ErrorCode_ERROR_CODE_PERMISSION_DENIED, "the owner cannot leave or be removed; transfer ownership or dissolve the group")
@@ -335,6 +343,7 @@ func (d *Directory) SetRole(ctx context.Context, by, gid, uid string, role direc
 	case target.Role == directory.RoleOwner:
 		return errorf(wirepb.ErrorCode_ERROR_CODE_PERMISSION_DENIED, "the owner's role changes only by transferring ownership to another member")
 	case role == directory.RoleOwner:
+		rows[0].MutedUntilMs = 0 // the owner cannot be muted, nor then unmuted
 		old := gv.members[gv.group.Owner]
 		old.Role = directory.RoleAdmin
 		rows = append(rows, old)
