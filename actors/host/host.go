@@ -87,7 +87,8 @@ type Host struct {
 	stopping map[string]chan struct{}
 	edges    map[string]time.Time // edge id → last heartbeat
 
-	stop chan struct{} // closed by Shutdown: stops the edge sweeper
+	stop   chan struct{}          // closed by Shutdown: stops the background loops
+	clears chan mailbox.OutboxKey // outbox entries to clear
 
 	subs      []*nats.Subscription // immutable after Start
 	consumers []*delivery.Consumer // immutable after Start
@@ -130,6 +131,7 @@ func New(cfg Config) (*Host, error) {
 		stopping: make(map[string]chan struct{}),
 		edges:    make(map[string]time.Time),
 		stop:     make(chan struct{}),
+		clears:   make(chan mailbox.OutboxKey, 1<<16),
 	}
 	h.ids = msgid.New()
 	var err error
@@ -174,6 +176,7 @@ func (h *Host) Start(ctx context.Context) error {
 		Social:      h.social,
 		Events:      &events.Publisher{NATS: h.cfg.NATS, Log: h.log},
 		Fanout:      h.fanout,
+		Delivered:   h.delivered,
 		Call:        h.call,
 		Logger:      h.log,
 		Down:        h.down,
@@ -210,8 +213,10 @@ func (h *Host) Start(ctx context.Context) error {
 	if err := h.cfg.NATS.FlushTimeout(5 * time.Second); err != nil {
 		return fmt.Errorf("host: flush subscriptions: %w", err)
 	}
-	h.ioWG.Add(1)
+	h.ioWG.Add(3)
 	go h.sweepEdges()
+	go h.clearLoop()
+	go h.relayLoop()
 	// Edges re-announce their connections: this node knows no sessions yet.
 	if err := h.cfg.NATS.Publish(shard.HostStartedSubject, nil); err != nil {
 		return fmt.Errorf("host: announce start: %w", err)

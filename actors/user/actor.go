@@ -371,6 +371,17 @@ func (a *Actor) admit(ctx actor.Context, m *buspb.Up, to replyTo, s *wirepb.Send
 		recipients: rcpt,
 		replies:    []replyTo{to},
 	}
+	if len(rcpt) > 0 {
+		// The delivery is stored with the message (transactional outbox):
+		// if this node dies before handing it on, the next start does.
+		out, err := proto.Marshal(&buspb.Delivery{Recipients: rcpt, Message: o.item.Message})
+		if err != nil {
+			a.logger().Error("encode outbox entry failed", "err", err)
+			a.replyError(to, wirepb.ErrorCode_ERROR_CODE_INTERNAL, "could not encode the message", s.ClientMsgId)
+			return
+		}
+		o.item.Outbox = out
+	}
 	a.index(o)
 	a.pending = append(a.pending, o)
 	a.flush(ctx)
@@ -511,6 +522,9 @@ func (a *Actor) committedBatch(ctx actor.Context, c *commitDone) {
 func (a *Actor) acknowledge(msg *wirepb.Message, dup bool, recipients []string, replies []replyTo) {
 	ack := &wirepb.SendAck{MsgId: msg.MsgId, Seq: msg.Seq, CreatedAtMs: msg.CreatedAtMs, ClientMsgId: msg.ClientMsgId, Duplicate: dup}
 	answer := func(err error) {
+		if err == nil && len(recipients) > 0 {
+			a.env.Delivered(a.uid, msg.MsgId) // the outbox entry is done
+		}
 		for _, r := range replies {
 			if err != nil {
 				a.replyError(r, wirepb.ErrorCode_ERROR_CODE_UNAVAILABLE, "could not hand the message on, retry", msg.ClientMsgId)

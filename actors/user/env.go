@@ -30,6 +30,9 @@ type Env struct {
 	// shard); done is called once, on some goroutine, when all of it is on
 	// its way or with the first error.
 	Fanout func(recipients []string, msg *wirepb.Message, done func(error))
+	// Delivered says the outbox entry of (uid, msgID) was handed on and
+	// can be cleared. It must not block.
+	Delivered func(uid, msgID string)
 	// Call runs a client Call as user uid and returns the JSON result; nil
 	// when this node serves no calls. Refusals are *social.Error.
 	Call func(ctx context.Context, uid, method, paramsJSON string) (string, error)

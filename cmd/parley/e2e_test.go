@@ -53,23 +53,32 @@ func TestCLIAgainstServer(t *testing.T) {
 	if _, code := cli("line one\nline two\n", "send", "--user", "alice", "--to", "bob"); code != 0 {
 		t.Fatalf("send from stdin: exit %d", code)
 	}
-	out, code = cli("", "sync", "--user", "bob", "--json")
-	if code != 0 {
-		t.Fatalf("sync: exit %d", code)
-	}
+	// A SendAck means durable on its way to bob, not yet in his mailbox:
+	// sync until the last message is there.
 	var texts []string
-	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
-		var m struct {
-			Type, From, Text string
-			Seq              uint64
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		out, code = cli("", "sync", "--user", "bob", "--json")
+		if code != 0 {
+			t.Fatalf("sync: exit %d", code)
 		}
-		if err := json.Unmarshal([]byte(l), &m); err != nil {
-			t.Fatalf("sync output line %q: %v", l, err)
+		texts = texts[:0]
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			var m struct {
+				Type, From, Text string
+				Seq              uint64
+			}
+			if err := json.Unmarshal([]byte(l), &m); err != nil {
+				t.Fatalf("sync output line %q: %v", l, err)
+			}
+			if m.Type != "message" || m.From != "alice" || m.Seq != uint64(len(texts)+1) {
+				t.Fatalf("sync line %q: want message %d from alice", l, len(texts)+1)
+			}
+			texts = append(texts, m.Text)
 		}
-		if m.Type != "message" || m.From != "alice" || m.Seq != uint64(len(texts)+1) {
-			t.Fatalf("sync line %q: want message %d from alice", l, len(texts)+1)
+		if len(texts) >= 3 || time.Now().After(deadline) {
+			break
 		}
-		texts = append(texts, m.Text)
+		time.Sleep(50 * time.Millisecond)
 	}
 	if got := strings.Join(texts, "|"); got != "hello bob|line one|line two" {
 		t.Errorf("bob synced %q; want hello bob|line one|line two", got)
@@ -103,9 +112,14 @@ func TestCLIGroupsAndRooms(t *testing.T) {
 	if _, code := cli("", "send", "--user", "mallory", "--group", "crew", "--text", "hi"); code == 0 {
 		t.Fatal("a non-member's group send: exit 0; want failure")
 	}
-	out := must("", "sync", "--user", "carol", "--json")
-	if !strings.Contains(out, "hello crew") {
-		t.Fatalf("carol's sync = %q; want the group message", out)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		out := must("", "sync", "--user", "carol", "--json")
+		if strings.Contains(out, "hello crew") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("carol's sync = %q; want the group message", out)
+		}
 	}
 	if out := must("", "group", "list", "--user", "carol"); !strings.Contains(out, "crew") {
 		t.Fatalf("group list: %q", out)

@@ -2,15 +2,20 @@
 // node's data directory, pure Go, no server to run. It is the default store
 // and the one a single node needs.
 //
-// Layout: three flat B+trees keyed by uid, a 0x00 byte, then the rest (ids
-// never hold a NUL, so one user's keys are contiguous and unambiguous), and
-// integers as 8-byte big-endian:
+// Layout: flat B+trees, most keyed by uid, a 0x00 byte, then the rest
+// (user ids never hold a NUL, so one user's keys are contiguous and
+// unambiguous), and integers as 8-byte big-endian:
 //
 //	meta       "schema_version" -> version (see migrations)
 //	mail       uid 0x00 seq        -> protobuf wirepb.Message with Seq set
 //	msgid      uid 0x00 msg id     -> seq
 //	clientkey  uid 0x00 client key -> seq
 //	devices    uid 0x00 device id  -> acked seq
+//	outbox     created_at_ms uid 0x00 msg id -> Item.Outbox
+//	outboxkey  msg id 0x00 uid     -> created_at_ms
+//
+// The outbox (the transactional outbox, see outbox.go) is keyed by time
+// first, so it iterates oldest first; outboxkey finds an entry's time.
 //
 // The same file is also the embedded directory.Store: five more flat buckets
 // (groups, members, usergroups, friends, blocks) with keys of the same form;
@@ -55,6 +60,8 @@ var (
 	bucketMsgID     = []byte("msgid")
 	bucketClientKey = []byte("clientkey")
 	bucketDevices   = []byte("devices")
+	bucketOutbox    = []byte("outbox")
+	bucketOutboxKey = []byte("outboxkey")
 	keyVersion      = []byte("schema_version")
 
 	// The directory (see directory.go).
@@ -85,6 +92,14 @@ var migrations = []migration{
 	}},
 	{2, "create directory buckets", func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketGroups, bucketMembers, bucketUserGroups, bucketFriends, bucketBlocks} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return fmt.Errorf("create bucket %s: %w", name, err)
+			}
+		}
+		return nil
+	}},
+	{3, "create outbox buckets", func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketOutbox, bucketOutboxKey} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
@@ -223,11 +238,17 @@ func (s *Store) Append(ctx context.Context, batch []mailbox.Append) ([]mailbox.A
 		return results, nil
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		t := trees{mail: tx.Bucket(bucketMail), ids: tx.Bucket(bucketMsgID), keys: tx.Bucket(bucketClientKey)}
+		t := trees{
+			mail: tx.Bucket(bucketMail), ids: tx.Bucket(bucketMsgID), keys: tx.Bucket(bucketClientKey),
+			outbox: tx.Bucket(bucketOutbox), outboxKeys: tx.Bucket(bucketOutboxKey),
+			nowMs: time.Now().UnixMilli(),
+		}
 		// Each user's seqs and (time-ordered) msg ids are appended at the
-		// end of its range: pack the pages a split leaves behind.
+		// end of its range, and outbox entries at the end of the outbox:
+		// pack the pages a split leaves behind.
 		t.mail.FillPercent = 0.9
 		t.ids.FillPercent = 0.9
+		t.outbox.FillPercent = 0.9
 		for i := range batch {
 			r, err := t.appendPart(&batch[i])
 			if err != nil {
@@ -245,7 +266,9 @@ func (s *Store) Append(ctx context.Context, batch []mailbox.Append) ([]mailbox.A
 
 // trees are the mailbox buckets of one write transaction.
 type trees struct {
-	mail, ids, keys *bolt.Bucket
+	mail, ids, keys    *bolt.Bucket
+	outbox, outboxKeys *bolt.Bucket
+	nowMs              int64 // the outbox entries' CreatedAtMs
 }
 
 // appendPart applies one part inside the batch's transaction. Parts of one
@@ -285,6 +308,11 @@ func (t trees) appendPart(a *mailbox.Append) (mailbox.AppendResult, error) {
 		if it.ClientKey != "" {
 			if err := t.keys.Put(userKey(a.UserID, it.ClientKey), seqKey(last)); err != nil {
 				return mailbox.AppendResult{}, fmt.Errorf("index client_key=%s: %w", it.ClientKey, err)
+			}
+		}
+		if it.Outbox != nil {
+			if err := t.putOutbox(a.UserID, it.Message.MsgId, it.Outbox); err != nil {
+				return mailbox.AppendResult{}, fmt.Errorf("outbox msg_id=%s: %w", it.Message.MsgId, err)
 			}
 		}
 		items[i] = mailbox.ItemResult{Seq: last}

@@ -1,13 +1,16 @@
 package boltstore
 
 import (
+	"bytes"
 	"encoding/binary"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/parleyim/parley/schemas/wirepb"
 	"github.com/parleyim/parley/sync/directory"
 	"github.com/parleyim/parley/sync/mailbox"
 	"github.com/parleyim/parley/sync/storetest"
@@ -78,6 +81,62 @@ func TestOpenRefusesNewerSchema(t *testing.T) {
 		s.Close()
 		t.Fatalf("Open(schema version 1000) error = nil; want an error")
 	}
+}
+
+// TestOutboxIndex checks that outbox and outboxkey stay in step: every
+// index entry names an outbox key with its time, and clearing leaves no
+// index entry behind.
+func TestOutboxIndex(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "mailbox.db"))
+	defer s.Close()
+	ctx := t.Context()
+	var its []mailbox.Item
+	for i := range 20 {
+		its = append(its, mailbox.Item{Message: &wirepb.Message{MsgId: fmt.Sprintf("m%02d", i)}, Outbox: []byte{byte(i)}})
+	}
+	if _, err := s.Append(ctx, []mailbox.Append{{UserID: "alice", Items: its}, {UserID: "bob", Items: its[:5]}}); err != nil {
+		t.Fatalf("Append error = %v", err)
+	}
+	check := func(want int) {
+		t.Helper()
+		if err := s.db.View(func(tx *bolt.Tx) error {
+			outbox, index := tx.Bucket(bucketOutbox), tx.Bucket(bucketOutboxKey)
+			if n, m := outbox.Stats().KeyN, index.Stats().KeyN; n != want || m != want {
+				t.Errorf("outbox holds %d keys, outboxkey %d; want %d each", n, m, want)
+			}
+			return index.ForEach(func(k, ts []byte) error {
+				i := bytes.LastIndexByte(k, 0)
+				if i < 0 || outbox.Get(outboxKey(ts, userKey(string(k[i+1:]), string(k[:i])))) == nil {
+					t.Errorf("outboxkey %q -> %x names no outbox entry", k, ts)
+				}
+				return nil
+			})
+		}); err != nil {
+			t.Fatalf("View error = %v", err)
+		}
+	}
+	check(25)
+	var keys []mailbox.OutboxKey
+	for i := range 10 {
+		keys = append(keys, mailbox.OutboxKey{UserID: "alice", MsgID: fmt.Sprintf("m%02d", 2*i)})
+	}
+	keys = append(keys, mailbox.OutboxKey{UserID: "bob", MsgID: "m04"}, mailbox.OutboxKey{UserID: "bob", MsgID: "m05"})
+	if err := s.ClearOutbox(ctx, keys); err != nil {
+		t.Fatalf("ClearOutbox error = %v", err)
+	}
+	check(14)
+	all, err := s.Outbox(ctx, 0, 100)
+	if err != nil {
+		t.Fatalf("Outbox error = %v", err)
+	}
+	keys = keys[:0]
+	for _, e := range all {
+		keys = append(keys, mailbox.OutboxKey{UserID: e.UserID, MsgID: e.MsgID})
+	}
+	if err := s.ClearOutbox(ctx, keys); err != nil {
+		t.Fatalf("ClearOutbox error = %v", err)
+	}
+	check(0)
 }
 
 // BenchmarkAppend measures one fsynced transaction appending one message to

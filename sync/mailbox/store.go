@@ -35,6 +35,30 @@ type Item struct {
 	// second item with the same ClientKey in the same mailbox is a duplicate.
 	// The user actor sets it to ClientKey(device, clientMsgID).
 	ClientKey string
+	// Outbox, when not nil, is stored in the same transaction as the item
+	// (only if the item is not a duplicate): the delivery still to hand on
+	// to other mailboxes (the transactional outbox). It stays until
+	// ClearOutbox, so a crash between the commit and the hand-off loses
+	// nothing: the next start relays it (recipients dedupe by msg id).
+	// Opaque to the store; at most MaxOutboxLen bytes.
+	Outbox []byte
+}
+
+// MaxOutboxLen caps Item.Outbox.
+const MaxOutboxLen = 1 << 20
+
+// OutboxEntry is a delivery not yet known to be handed on.
+type OutboxEntry struct {
+	UserID string // the sender, whose mailbox holds the message
+	MsgID  string
+	Data   []byte // Item.Outbox as stored
+	// CreatedAtMs is when the entry was stored (Unix ms, the store's clock).
+	CreatedAtMs int64
+}
+
+// OutboxKey names an outbox entry.
+type OutboxKey struct {
+	UserID, MsgID string
 }
 
 // ClientKey returns the idempotency key of a device's send.
@@ -94,6 +118,11 @@ type Store interface {
 	SetAcked(ctx context.Context, uid, deviceID string, seq uint64) error
 	// Acked returns (uid, device)'s ack cursor, 0 when never set.
 	Acked(ctx context.Context, uid, deviceID string) (uint64, error)
+	// Outbox returns up to limit entries stored at or before olderThanMs
+	// (Unix ms; 0 = any age), oldest first.
+	Outbox(ctx context.Context, olderThanMs int64, limit int) ([]OutboxEntry, error)
+	// ClearOutbox deletes entries (absent ones are ignored).
+	ClearOutbox(ctx context.Context, keys []OutboxKey) error
 	// Close releases the store. Idempotent.
 	Close() error
 }

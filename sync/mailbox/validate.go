@@ -25,6 +25,9 @@ func Validate(batch []Append) error {
 			if err := CheckID("msg id", it.Message.MsgId); err != nil {
 				return fmt.Errorf("append mailbox uid=%s item=%d: %w", a.UserID, j, err)
 			}
+			if len(it.Outbox) > MaxOutboxLen {
+				return fmt.Errorf("append mailbox uid=%s item=%d: outbox over %d bytes", a.UserID, j, MaxOutboxLen)
+			}
 			if len(it.ClientKey) > MaxClientKeyLen {
 				return fmt.Errorf("append mailbox uid=%s item=%d: client key longer than %d bytes", a.UserID, j, MaxClientKeyLen)
 			}

@@ -5,7 +5,8 @@
 // One Append is one transaction: one query (per 500 users) reads the max seq
 // of every user in the batch, two (per 500 items) find the batch's msg ids
 // and client keys already stored, the store numbers the new items in memory,
-// and multi-row INSERTs write them, sorted by (uid, seq). The primary key
+// and multi-row INSERTs write them, sorted by (uid, seq), then their outbox
+// entries (outbox.go), sorted by (uid, msg id). The primary key
 // (uid, seq) is what keeps two writers of one mailbox (a zombie owner) from
 // reusing a seq: the loser's INSERT fails with a duplicate key, and the store
 // retries the whole transaction, which then reports ErrConflict for that
@@ -189,6 +190,12 @@ type row struct {
 	raw                   []byte
 }
 
+// outboxRow is one new outbox row.
+type outboxRow struct {
+	uid, msgID string
+	data       []byte
+}
+
 // appendTx runs one attempt of Append in one transaction.
 func (s *Store) appendTx(ctx context.Context, batch []mailbox.Append) (_ []mailbox.AppendResult, err error) {
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -212,6 +219,7 @@ func (s *Store) appendTx(ctx context.Context, batch []mailbox.Append) (_ []mailb
 
 	results := make([]mailbox.AppendResult, len(batch))
 	var rows []row
+	var outbox []outboxRow
 	for i := range batch {
 		a := &batch[i]
 		if a.After != last[a.UserID] {
@@ -248,6 +256,9 @@ func (s *Store) appendTx(ctx context.Context, batch []mailbox.Append) (_ []mailb
 				uid: a.UserID, msgID: it.Message.MsgId, clientKey: it.ClientKey,
 				seq: seq, createdAtMs: it.Message.CreatedAtMs, raw: raw,
 			})
+			if it.Outbox != nil {
+				outbox = append(outbox, outboxRow{uid: a.UserID, msgID: it.Message.MsgId, data: it.Outbox})
+			}
 			items[j] = mailbox.ItemResult{Seq: seq}
 		}
 		results[i] = mailbox.AppendResult{Items: items, MaxSeq: last[a.UserID]}
@@ -258,6 +269,9 @@ func (s *Store) appendTx(ctx context.Context, batch []mailbox.Append) (_ []mailb
 		return cmp.Or(strings.Compare(a.uid, b.uid), cmp.Compare(a.seq, b.seq))
 	})
 	if err := insertRows(ctx, tx, rows); err != nil {
+		return nil, err
+	}
+	if err := insertOutbox(ctx, tx, outbox, time.Now().UnixMilli()); err != nil {
 		return nil, err
 	}
 	if err := tx.Commit(); err != nil {
@@ -363,25 +377,38 @@ func existing(ctx context.Context, tx *sql.Tx, batch []mailbox.Append) (byID, by
 	return byID, byKey, nil
 }
 
-// insertRows writes rows in multi-row INSERTs of at most maxRowsPerInsert
-// rows and (unless one row is bigger) maxBytesPerInsert message bytes.
+// insertRows writes new mailbox rows, in the order given.
 func insertRows(ctx context.Context, tx *sql.Tx, rows []row) error {
-	const head = "INSERT INTO mailbox (uid, seq, msg_id, client_key, created_at_ms, message) VALUES "
-	for len(rows) > 0 {
-		n, size := 0, 0
-		for n < len(rows) && n < maxRowsPerInsert && (n == 0 || size+len(rows[n].raw) <= maxBytesPerInsert) {
-			size += len(rows[n].raw)
-			n++
-		}
-		args := make([]any, 0, 6*n)
-		for _, r := range rows[:n] {
+	return insertChunked(ctx, tx,
+		"INSERT INTO mailbox (uid, seq, msg_id, client_key, created_at_ms, message) VALUES ", "(?,?,?,?,?,?)", rows,
+		func(r *row) int { return len(r.raw) },
+		func(args []any, r *row) []any {
 			var ck any
 			if r.clientKey != "" {
 				ck = r.clientKey
 			}
-			args = append(args, r.uid, r.seq, r.msgID, ck, r.createdAtMs, r.raw)
+			return append(args, r.uid, r.seq, r.msgID, ck, r.createdAtMs, r.raw)
+		})
+}
+
+// insertChunked writes rows in order with multi-row INSERTs (head, then
+// tuple once per row) of at most maxRowsPerInsert rows and (unless one row
+// is bigger) maxBytesPerInsert blob bytes. size returns a row's blob bytes;
+// appendArgs appends its values, one per "?" of tuple.
+func insertChunked[R any](ctx context.Context, tx *sql.Tx, head, tuple string, rows []R,
+	size func(*R) int, appendArgs func([]any, *R) []any) error {
+	cols := strings.Count(tuple, "?")
+	for len(rows) > 0 {
+		n, total := 0, 0
+		for n < len(rows) && n < maxRowsPerInsert && (n == 0 || total+size(&rows[n]) <= maxBytesPerInsert) {
+			total += size(&rows[n])
+			n++
 		}
-		if _, err := tx.ExecContext(ctx, head+placeholders(n, "(?,?,?,?,?,?)", ","), args...); err != nil {
+		args := make([]any, 0, cols*n)
+		for i := range rows[:n] {
+			args = appendArgs(args, &rows[i])
+		}
+		if _, err := tx.ExecContext(ctx, head+placeholders(n, tuple, ","), args...); err != nil {
 			return fmt.Errorf("insert %d rows: %w", n, err)
 		}
 		rows = rows[n:]

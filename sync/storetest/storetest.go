@@ -51,6 +51,13 @@ func Run(t *testing.T, open func(t *testing.T) mailbox.Store) {
 		{"SameUserTwiceInBatch", s.testSameUserTwice},
 		{"ConcurrentUsers", s.testConcurrentUsers},
 		{"ConcurrentSameUser", s.testConcurrentSameUser},
+		{"OutboxStored", s.testOutboxStored},
+		{"OutboxNotForDuplicates", s.testOutboxDuplicates},
+		{"OutboxNotForConflicts", s.testOutboxConflict},
+		{"OutboxOrderLimit", s.testOutboxOrderLimit},
+		{"OutboxOlderThan", s.testOutboxOlderThan},
+		{"ClearOutbox", s.testClearOutbox},
+		{"OutboxManyUsers", s.testOutboxManyUsers},
 		{"InvalidFailsBatch", s.testInvalid},
 		{"CanceledContext", s.testCanceled},
 		{"Reopen", s.testReopen},
@@ -581,7 +588,9 @@ func (s suite) testConcurrentSameUser(t *testing.T) {
 					t.Errorf("writer %d: MaxSeq error = %v", w, err)
 					return
 				}
-				res, err := st.Append(ctx(t), []mailbox.Append{{UserID: "alice", After: after, Items: items(id)}})
+				res, err := st.Append(ctx(t), []mailbox.Append{{UserID: "alice", After: after, Items: []mailbox.Item{
+					{Message: msg(id), Outbox: []byte(id)},
+				}}})
 				if err != nil {
 					t.Errorf("writer %d: Append error = %v; want nil or a part ErrConflict", w, err)
 					return
@@ -616,6 +625,12 @@ func (s suite) testConcurrentSameUser(t *testing.T) {
 	if len(got) != writers*each {
 		t.Errorf("mailbox holds %d messages; want %d", len(got), writers*each)
 	}
+	// One outbox entry per stored message: none from refused attempts.
+	wantOutbox := map[mailbox.OutboxKey][]byte{}
+	for _, m := range got {
+		wantOutbox[mailbox.OutboxKey{UserID: "alice", MsgID: m.MsgId}] = []byte(m.MsgId)
+	}
+	checkOutbox(t, st, wantOutbox)
 }
 
 func (s suite) testInvalid(t *testing.T) {
@@ -631,10 +646,12 @@ func (s suite) testInvalid(t *testing.T) {
 		{"longUserID", mailbox.Append{UserID: strings.Repeat("u", 65), Items: items("x1")}},
 		{"longMsgID", mailbox.Append{UserID: "bob", Items: items(strings.Repeat("m", 65))}},
 		{"longClientKey", mailbox.Append{UserID: "bob", Items: []mailbox.Item{{Message: msg("x1"), ClientKey: strings.Repeat("k", 141)}}}},
+		{"longOutbox", mailbox.Append{UserID: "bob", Items: []mailbox.Item{{Message: msg("x1"), Outbox: make([]byte, mailbox.MaxOutboxLen+1)}}}},
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {
-			res, err := st.Append(ctx(t), []mailbox.Append{{UserID: "alice", Items: items("a1")}, tt.part})
+			valid := mailbox.Append{UserID: "alice", Items: []mailbox.Item{{Message: msg("a1"), Outbox: []byte("a1")}}}
+			res, err := st.Append(ctx(t), []mailbox.Append{valid, tt.part})
 			if err == nil {
 				t.Fatalf("Append with %s = %v, nil; want an error", tt.name, res)
 			}
@@ -642,34 +659,46 @@ func (s suite) testInvalid(t *testing.T) {
 	}
 	checkMailbox(t, st, "alice")
 	checkMailbox(t, st, "bob")
+	checkOutbox(t, st, nil)
 
 	// The longest valid ids are fine.
 	long := strings.Repeat("u", 64)
 	res := appendOK(t, st, mailbox.Append{UserID: long, Items: []mailbox.Item{
-		{Message: msg(strings.Repeat("m", 64)), ClientKey: strings.Repeat("k", 140)},
+		{Message: msg(strings.Repeat("m", 64)), ClientKey: strings.Repeat("k", 140), Outbox: []byte("longest")},
 	}})
 	checkPart(t, "longest ids", res[0], 1, want{seq: 1})
 	checkMailbox(t, st, long, strings.Repeat("m", 64))
+	checkOutbox(t, st, map[mailbox.OutboxKey][]byte{{UserID: long, MsgID: strings.Repeat("m", 64)}: []byte("longest")})
 }
 
 func (s suite) testCanceled(t *testing.T) {
 	st := s.store(t)
 	c, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := st.Append(c, []mailbox.Append{{UserID: "alice", Items: items("a1")}}); !errors.Is(err, context.Canceled) {
+	if _, err := st.Append(c, []mailbox.Append{{UserID: "alice", Items: []mailbox.Item{
+		{Message: msg("a1"), Outbox: []byte("a1")},
+	}}}); !errors.Is(err, context.Canceled) {
 		t.Errorf("Append(canceled ctx) error = %v; want context.Canceled", err)
 	}
 	checkMailbox(t, st, "alice")
+	checkOutbox(t, st, nil)
+	if _, err := st.Outbox(c, 0, 10); !errors.Is(err, context.Canceled) {
+		t.Errorf("Outbox(canceled ctx) error = %v; want context.Canceled", err)
+	}
+	if err := st.ClearOutbox(c, []mailbox.OutboxKey{{UserID: "alice", MsgID: "a1"}}); !errors.Is(err, context.Canceled) {
+		t.Errorf("ClearOutbox(canceled ctx) error = %v; want context.Canceled", err)
+	}
 }
 
 func (s suite) testReopen(t *testing.T) {
 	st := s.store(t)
 	appendOK(t, st, mailbox.Append{UserID: "alice", Items: []mailbox.Item{
-		{Message: msg("a1")}, {Message: msg("a2"), ClientKey: "phone/c2"},
+		{Message: msg("a1")}, {Message: msg("a2"), ClientKey: "phone/c2", Outbox: []byte("a2\x00\xff")},
 	}})
 	if err := st.SetAcked(ctx(t), "alice", "phone", 2); err != nil {
 		t.Fatalf("SetAcked = %v; want nil", err)
 	}
+	before := outboxAll(t, st)
 	if err := st.Close(); err != nil {
 		t.Fatalf("Close() = %v; want nil", err)
 	}
@@ -682,6 +711,10 @@ func (s suite) testReopen(t *testing.T) {
 	}
 	if seq, err := st.Acked(ctx(t), "alice", "phone"); err != nil || seq != 2 {
 		t.Errorf("after reopen, Acked = %d, %v; want 2, nil", seq, err)
+	}
+	after := checkOutbox(t, st, map[mailbox.OutboxKey][]byte{{UserID: "alice", MsgID: "a2"}: []byte("a2\x00\xff")})
+	if len(before) != 1 || len(after) != 1 || after[0].CreatedAtMs != before[0].CreatedAtMs {
+		t.Errorf("after reopen, outbox = %+v; want %+v", after, before)
 	}
 	res := appendOK(t, st, mailbox.Append{UserID: "alice", After: 2, Items: []mailbox.Item{
 		{Message: msg("a3")}, {Message: msg("a1")}, {Message: msg("a9"), ClientKey: "phone/c2"},
@@ -712,5 +745,11 @@ func (s suite) testClose(t *testing.T) {
 	}
 	if _, err := st.Acked(c, "alice", "phone"); !errors.Is(err, mailbox.ErrClosed) {
 		t.Errorf("Acked after Close error = %v; want ErrClosed", err)
+	}
+	if _, err := st.Outbox(c, 0, 10); !errors.Is(err, mailbox.ErrClosed) {
+		t.Errorf("Outbox after Close error = %v; want ErrClosed", err)
+	}
+	if err := st.ClearOutbox(c, []mailbox.OutboxKey{{UserID: "alice", MsgID: "a1"}}); !errors.Is(err, mailbox.ErrClosed) {
+		t.Errorf("ClearOutbox after Close error = %v; want ErrClosed", err)
 	}
 }

@@ -186,7 +186,7 @@ func TestGroupFanout(t *testing.T) {
 				if i%7 != 0 && i < size-1 && i >= online { // a sample of the offline members, plus the edges
 					continue
 				}
-				msgs := syncAll(t, n, uid)
+				msgs := syncUntil(t, n, uid, 4)
 				if len(msgs) != 4 {
 					t.Fatalf("%s: %d entries; want 4", uid, len(msgs))
 				}
@@ -199,7 +199,7 @@ func TestGroupFanout(t *testing.T) {
 					t.Fatalf("%s: seq 2 is %s; want the group message %s", uid, msgs[1].MsgId, ack.MsgId)
 				}
 			}
-			newbie := syncAll(t, n, "gmnew")
+			newbie := syncUntil(t, n, "gmnew", 2)
 			if len(newbie) != 2 || newbie[0].Seq != 1 {
 				t.Fatalf("new member's mailbox = %v; want the added and removed system messages", newbie)
 			}
@@ -231,4 +231,19 @@ func nextPush(t testing.TB, c *rawConn) *wirepb.Message {
 	}
 	t.Errorf("no push within 10s")
 	return &wirepb.Message{}
+}
+
+// syncUntil syncs uid's mailbox until it holds at least want entries (a
+// SendAck or a push elsewhere does not mean this mailbox committed yet), or
+// 10s passed, and returns what it holds.
+func syncUntil(t testing.TB, n *Node, uid string, want int) []*wirepb.Message {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		msgs := syncAll(t, n, uid)
+		if len(msgs) >= want || time.Now().After(deadline) {
+			return msgs
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
