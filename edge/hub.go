@@ -19,6 +19,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/parleyim/parley/actors/msgid"
@@ -42,6 +43,11 @@ type HubConfig struct {
 	IdleTimeout time.Duration
 	// Tick is how often the shared deadline scan runs; zero means 1s.
 	Tick time.Duration
+	// SignInRate and SignInBurst limit sign-ins per second on this edge;
+	// over it a connection is closed with RATE_LIMITED (temporary). Zero
+	// rate: no limit.
+	SignInRate  float64
+	SignInBurst int
 	// MaxBodySize refuses larger message bodies (and Call params) at the
 	// edge; zero means 32 KiB.
 	MaxBodySize int
@@ -78,6 +84,7 @@ type Hub struct {
 	cfg       HubConfig
 	log       *slog.Logger
 	ids       *msgid.Gen    // room message ids
+	signIns   *rate.Limiter // nil: no sign-in limit
 	replays   chan struct{} // semaphore: room joins answered off the caller's goroutine
 	publishes chan struct{} // semaphore: room publishes in flight
 	// tasksCtx is cancelled by Shutdown so room tasks stop early.
@@ -135,9 +142,14 @@ func NewHub(cfg HubConfig) (*Hub, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	var signIns *rate.Limiter
+	if cfg.SignInRate > 0 {
+		signIns = rate.NewLimiter(rate.Limit(cfg.SignInRate), max(cfg.SignInBurst, 1))
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Hub{
-		cfg: cfg, log: log.With("edge", cfg.EdgeID), ids: msgid.New(),
+		signIns: signIns,
+		cfg:     cfg, log: log.With("edge", cfg.EdgeID), ids: msgid.New(),
 		replays: make(chan struct{}, maxRoomReplays), publishes: make(chan struct{}, maxRoomPublishes),
 		tasksCtx: ctx, cancelTasks: cancel,
 		conns: make(map[uint64]*connState), rooms: make(map[string]*roomState),
@@ -289,6 +301,12 @@ func (h *Hub) signIn(st *connState, f *wirepb.Frame) {
 	}
 	if !auth.ValidID(si.DeviceId) {
 		st.conn.Close(wirepb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "device_id must be 1-64 of [A-Za-z0-9_-]")
+		return
+	}
+	if h.signIns != nil && !h.signIns.Allow() {
+		// A reconnect storm: turn some away before the token check. The
+		// code is temporary; clients back off with jitter and retry.
+		st.conn.Close(wirepb.ErrorCode_ERROR_CODE_RATE_LIMITED, "too many sign-ins on this edge; retry shortly")
 		return
 	}
 	uid, err := h.cfg.Verifier.Verify(si.Token)

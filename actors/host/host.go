@@ -59,6 +59,9 @@ type Config struct {
 	Heartbeat time.Duration
 	// MaxBodySize is the largest message body in bytes; zero means 32 KiB.
 	MaxBodySize int
+	// SendRate and SendBurst limit each user's sends; zero rate: no limit.
+	SendRate  float64
+	SendBurst int
 	// EdgeTimeout takes an edge's devices offline when its heartbeat has
 	// not been heard for this long; zero means 10s.
 	EdgeTimeout time.Duration
@@ -188,6 +191,8 @@ func (h *Host) Start(ctx context.Context) error {
 		IdleTimeout: h.cfg.IdleTimeout,
 		Heartbeat:   h.cfg.Heartbeat,
 		MaxBodySize: h.cfg.MaxBodySize,
+		SendRate:    h.cfg.SendRate,
+		SendBurst:   h.cfg.SendBurst,
 		SyncPage:    200,
 		MaxSyncPage: 1000,
 		IDs:         h.ids,

@@ -20,10 +20,12 @@ package user
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/parleyim/parley/actors/events"
@@ -103,7 +105,8 @@ type Actor struct {
 	ackWant map[string]uint64 // device → cursor not yet written
 	acking  bool              // a cursor write is in flight
 
-	held []heldSend // sends waiting for a route load; the first one's is in flight
+	held    []heldSend    // sends waiting for a route load; the first one's is in flight
+	limiter *rate.Limiter // made at the first send when Env.SendRate is set
 
 	passivating bool
 }
@@ -296,6 +299,11 @@ func (a *Actor) send(ctx actor.Context, m *buspb.Up, to replyTo, s *wirepb.Send)
 		o.replies = append(o.replies, to)
 		return
 	}
+	if !a.allowSend() {
+		a.replyError(to, wirepb.ErrorCode_ERROR_CODE_RATE_LIMITED,
+			fmt.Sprintf("over %g messages/s; retry later with the same client_msg_id", a.env.SendRate), s.ClientMsgId)
+		return
+	}
 	if len(a.held) > 0 { // keep arrival order behind a send whose route is loading
 		a.held = append(a.held, heldSend{m, to, s})
 		return
@@ -307,6 +315,17 @@ func (a *Actor) send(ctx actor.Context, m *buspb.Up, to replyTo, s *wirepb.Send)
 		return
 	}
 	a.admit(ctx, m, to, s, rcpt, err)
+}
+
+// allowSend takes a token of the user's send budget.
+func (a *Actor) allowSend() bool {
+	if a.env.SendRate <= 0 {
+		return true
+	}
+	if a.limiter == nil {
+		a.limiter = rate.NewLimiter(rate.Limit(a.env.SendRate), max(a.env.SendBurst, 1))
+	}
+	return a.limiter.Allow()
 }
 
 // loadRoute reads the route of conv off the actor.

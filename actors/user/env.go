@@ -56,8 +56,12 @@ type Env struct {
 	IdleTimeout time.Duration // passivate after this long without messages
 	Heartbeat   time.Duration // told to devices in SignInOK
 	MaxBodySize int           // bytes
-	SyncPage    int           // default Sync page size
-	MaxSyncPage int           // largest Sync page
+	// SendRate and SendBurst limit each user's sends (all devices together):
+	// over the limit a send is refused with RATE_LIMITED. Zero rate: no limit.
+	SendRate    float64
+	SendBurst   int
+	SyncPage    int // default Sync page size
+	MaxSyncPage int // largest Sync page
 
 	IDs *msgid.Gen
 }

@@ -107,7 +107,12 @@ type Config struct {
 	// EdgeTimeout takes an edge's devices offline when its heartbeat has not
 	// been heard for this long; zero means 10s.
 	EdgeTimeout time.Duration
-	Logger      *slog.Logger
+	// SendRate/SendBurst limit each user's sends per second, and
+	// SignInRate/SignInBurst the sign-ins per second of this edge; a zero
+	// rate means no limit (cmd/parleyd sets limits by default).
+	SendRate, SignInRate   float64
+	SendBurst, SignInBurst int
+	Logger                 *slog.Logger
 }
 
 // The roles of a node.
@@ -271,6 +276,7 @@ func (n *Node) startLogic(ctx context.Context) (err error) {
 	n.host, err = host.New(host.Config{
 		NATS: n.nc, Store: n.store, Directory: n.dir, Shards: cfg.Shards, CommitWorkers: workers,
 		RequireFriendship: cfg.RequireFriendship, MaxGroupMembers: cfg.MaxGroupMembers, EdgeTimeout: cfg.EdgeTimeout,
+		SendRate: cfg.SendRate, SendBurst: cfg.SendBurst,
 		MaxBodySize: cfg.MaxBodySize, IdleTimeout: cfg.ActorIdleTimeout, Logger: log,
 	})
 	if err != nil {
@@ -320,7 +326,7 @@ func (n *Node) startEdge(ctx context.Context) (err error) {
 	n.hub, err = edge.NewHub(edge.HubConfig{
 		EdgeID: cfg.EdgeID, NATS: n.nc, Verifier: verifier,
 		SignInTimeout: cfg.SignInTimeout, IdleTimeout: cfg.IdleTimeout, MaxBodySize: cfg.MaxBodySize,
-		Rooms: n.roomConfig(), Logger: log,
+		Rooms: n.roomConfig(), SignInRate: cfg.SignInRate, SignInBurst: cfg.SignInBurst, Logger: log,
 	})
 	if err != nil {
 		return err

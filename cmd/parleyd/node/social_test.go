@@ -2,8 +2,10 @@ package node
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/parleyim/parley/schemas/wirepb"
 )
@@ -158,4 +160,43 @@ func TestGroupRolesOverTheConnection(t *testing.T) {
 	}
 	mem.callOK("group.leave", map[string]any{"group_id": gid})
 	own.callOK("group.dissolve", map[string]any{"group_id": gid})
+}
+
+// TestRateLimits: a user over --send-rate gets RATE_LIMITED (and may retry
+// the same message later); an edge over --signin-rate turns sign-ins away
+// with RATE_LIMITED.
+func TestRateLimits(t *testing.T) {
+	n := startNode(t, "", "", func(c *Config) {
+		c.SendRate, c.SendBurst = 2, 5
+		c.SignInRate, c.SignInBurst = 0.5, 3
+	})
+	c := dialRaw(t, n.TCPAddr())
+	c.signIn("rita", "d")
+	var limited []int
+	for i := range 8 {
+		f := c.sendText("sam", fmt.Sprint("m", i), "hi")
+		switch {
+		case f.GetSendAck() != nil:
+		case f.GetError().GetCode() == wirepb.ErrorCode_ERROR_CODE_RATE_LIMITED && f.GetError().Temporary:
+			limited = append(limited, i)
+		default:
+			t.Fatalf("send %d: %v", i, f)
+		}
+	}
+	if len(limited) == 0 || limited[0] < 5 {
+		t.Fatalf("refused sends %v; want the burst of 5 through, then RATE_LIMITED", limited)
+	}
+	time.Sleep(600 * time.Millisecond) // one token back
+	if f := c.sendText("sam", fmt.Sprint("m", limited[0]), "hi"); f.GetSendAck() == nil {
+		t.Fatalf("retry after a pause: %v", f)
+	}
+
+	for i := range 2 { // with rita's, the burst of 3 is used up
+		dialRaw(t, n.TCPAddr()).signIn(fmt.Sprint("u", i), "d")
+	}
+	late := dialRaw(t, n.TCPAddr())
+	late.send(&wirepb.Frame{Id: 1, Body: &wirepb.Frame_SignIn{SignIn: &wirepb.SignIn{Token: token(t, "late"), DeviceId: "d"}}})
+	if e := late.expectClose(); e.GetCode() != wirepb.ErrorCode_ERROR_CODE_RATE_LIMITED {
+		t.Fatalf("sign-in over the edge's rate: %v; want RATE_LIMITED", e)
+	}
 }
