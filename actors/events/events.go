@@ -74,9 +74,13 @@ type Group struct {
 	GroupID string   `json:"group_id"`
 	By      string   `json:"by,omitempty"` // acting user; empty for the server API
 	Users   []string `json:"users,omitempty"`
-	Role    string   `json:"role,omitempty"`
-	Until   int64    `json:"muted_until_ms,omitempty"`
-	AtMs    int64    `json:"at_ms"`
+	// UsersCount, in a group notice in the members' mailboxes, is how
+	// many users the change named when Users was cut short (a notice names
+	// at most social.MaxNoticeUsers; the event names them all).
+	UsersCount int    `json:"users_count,omitempty"`
+	Role       string `json:"role,omitempty"`
+	Until      int64  `json:"muted_until_ms,omitempty"`
+	AtMs       int64  `json:"at_ms"`
 }
 
 // Friend is the payload of friend.* events.

@@ -31,6 +31,10 @@ const (
 	MaxGroupExt  = 4096
 )
 
+// MaxNoticeUsers caps the users a group notice in the members' mailboxes
+// names; users_count says how many there were (the event names them all).
+const MaxNoticeUsers = 20
+
 // maxUsersPerCall caps the users one change names (a group may be larger:
 // add them in several calls).
 const maxUsersPerCall = 10_000
@@ -76,6 +80,11 @@ func (d *Directory) groupChanged(ctx context.Context, ev events.Group, recipient
 	d.changed(groupKey(ev.GroupID))
 	ev.AtMs = time.Now().UnixMilli()
 	d.events.Publish("group", ev.GroupID, ev)
+	// The notice goes into every member's mailbox: naming every user of a
+	// large change there would store N² names for a group of N.
+	if len(ev.Users) > MaxNoticeUsers {
+		ev.UsersCount, ev.Users = len(ev.Users), ev.Users[:MaxNoticeUsers]
+	}
 	body, _ := json.Marshal(ev)
 	return d.notify(ctx, groupConv(ev.GroupID), ev.By, recipients, body)
 }

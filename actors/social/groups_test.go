@@ -711,3 +711,28 @@ func TestTransferToAMutedMember(t *testing.T) {
 		t.Errorf("Mute(owner, 0) = %v; want %v", err, codeDenied)
 	}
 }
+
+// TestNoticeNamesFewUsers: a large change's notice in every member's
+// mailbox names MaxNoticeUsers users and says how many there were, so a
+// group of N does not store N² names.
+func TestNoticeNamesFewUsers(t *testing.T) {
+	d, f := newDir(t)
+	members := make([]string, 100)
+	for i := range members {
+		members[i] = fmt.Sprintf("m%03d", i)
+	}
+	if _, err := d.CreateGroup(t.Context(), "", NewGroup{ID: "big", Name: "Big", Owner: "own", Members: members}); err != nil {
+		t.Fatal(err)
+	}
+	got := f.take()
+	if len(got) != 1 || len(got[0].rcpt) != 101 {
+		t.Fatalf("fanouts = %d; want one to all 101 members", len(got))
+	}
+	var ev events.Group
+	if err := json.Unmarshal(got[0].msg.Body, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if len(ev.Users) != MaxNoticeUsers || ev.UsersCount != 101 {
+		t.Fatalf("notice names %d users, users_count %d; want %d and 101", len(ev.Users), ev.UsersCount, MaxNoticeUsers)
+	}
+}
