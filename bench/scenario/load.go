@@ -28,8 +28,17 @@ import (
 // latency (now − scheduled time) and counted as unsent. With Rate 0 every
 // lane sends flat out and latency counts from the start of its Send.
 type sendPlan struct {
-	senders    []*client.Client
+	// senders are SDK clients, one per sender. Leave it nil and set send
+	// and nsenders to send some other way (raw connections).
+	senders []*client.Client
+	// send, if set, makes one send for sender s (an index below nsenders)
+	// and returns its SendAck; key and at are what body encodes.
+	send     sendFunc
+	nsenders int
+	// recipients are the user ids sends go to, or, with convType set,
+	// the ids of the groups or rooms.
 	recipients []string
+	convType   wirepb.ConversationType // zero: users
 	// to picks the recipient (an index into recipients) of the ticket-th
 	// send of the run, made by sender.
 	to       func(sender int, ticket int64) int
@@ -77,14 +86,29 @@ type scheduledSend struct {
 	at     time.Time
 }
 
+// sendFunc makes one send of sender s to conversation to and returns its
+// SendAck; body encodes key and at.
+type sendFunc func(ctx context.Context, s int, to *wirepb.Conversation, key verify.Key, at time.Time, body []byte) (*wirepb.SendAck, error)
+
 func newSendRun(p sendPlan) *sendRun {
-	r := &sendRun{plan: p, ackLat: hist.New(), lanes: make([][]laneLog, len(p.senders))}
+	if p.send == nil {
+		senders := p.senders
+		p.nsenders = len(senders)
+		p.send = func(ctx context.Context, s int, to *wirepb.Conversation, _ verify.Key, _ time.Time, body []byte) (*wirepb.SendAck, error) {
+			return senders[s].Send(ctx, to, wirepb.ContentType_CONTENT_TYPE_TEXT, body)
+		}
+	}
+	r := &sendRun{plan: p, ackLat: hist.New(), lanes: make([][]laneLog, p.nsenders)}
 	for i := range r.lanes {
 		r.lanes[i] = make([]laneLog, p.inflight)
 	}
+	convType := p.convType
+	if convType == wirepb.ConversationType_CONVERSATION_TYPE_UNSPECIFIED {
+		convType = wirepb.ConversationType_CONVERSATION_TYPE_USER
+	}
 	r.conv = make([]*wirepb.Conversation, len(p.recipients))
-	for i, uid := range p.recipients {
-		r.conv[i] = &wirepb.Conversation{Type: wirepb.ConversationType_CONVERSATION_TYPE_USER, Id: uid}
+	for i, id := range p.recipients {
+		r.conv[i] = &wirepb.Conversation{Type: convType, Id: id}
 	}
 	if r.plan.sendTimeout <= 0 {
 		r.plan.sendTimeout = 30 * time.Second
@@ -99,6 +123,9 @@ func (r *sendRun) run(ctx context.Context) error {
 	if p.window <= 0 && p.count <= 0 {
 		return fmt.Errorf("send plan needs a window or a count")
 	}
+	if p.nsenders <= 0 {
+		return fmt.Errorf("send plan has no senders")
+	}
 	r.start = time.Now()
 	var wg sync.WaitGroup
 	if p.rate <= 0 {
@@ -107,7 +134,7 @@ func (r *sendRun) run(ctx context.Context) error {
 			deadline = r.start.Add(p.window)
 		}
 		var tickets atomic.Int64
-		for s := range p.senders {
+		for s := range p.nsenders {
 			for l := range p.inflight {
 				wg.Go(func() {
 					for ctx.Err() == nil && (deadline.IsZero() || time.Now().Before(deadline)) {
@@ -135,13 +162,13 @@ func (r *sendRun) run(ctx context.Context) error {
 	if total > 5_000_000 {
 		return fmt.Errorf("rate × duration = %d sends; at most 5,000,000 per run", total)
 	}
-	perSender := total/int64(len(p.senders)) + 1
-	queues := make([]chan scheduledSend, len(p.senders))
+	perSender := total/int64(p.nsenders) + 1
+	queues := make([]chan scheduledSend, p.nsenders)
 	for s := range queues {
 		queues[s] = make(chan scheduledSend, perSender) // never blocks the scheduler
 	}
 	drainBy := r.start.Add(p.window + p.drain)
-	for s := range p.senders {
+	for s := range p.nsenders {
 		for l := range p.inflight {
 			wg.Go(func() {
 				for item := range queues[s] {
@@ -196,7 +223,7 @@ func (r *sendRun) send(ctx context.Context, s, l int, ticket int64, at time.Time
 	body := encodeBody(key, at, r.plan.size)
 	r.started.Add(1)
 	sctx, cancel := context.WithTimeout(ctx, r.plan.sendTimeout)
-	ack, err := r.plan.senders[s].Send(sctx, r.conv[to], wirepb.ContentType_CONTENT_TYPE_TEXT, body)
+	ack, err := r.plan.send(sctx, s, r.conv[to], key, at, body)
 	cancel()
 	now := time.Now()
 	if err != nil {

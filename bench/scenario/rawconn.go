@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -21,10 +22,14 @@ import (
 // rawConn is a signed-in connection without the SDK: no goroutines and no
 // buffers of its own between frames, so tens of thousands fit in one
 // process. It speaks just enough protocol for idle connections: SignIn and
-// Ping. Use it from one goroutine at a time.
+// Ping. Use it from one goroutine at a time; liveConn builds a busy
+// connection (a reader goroutine, requests, pushes) on it.
 type rawConn struct {
 	nc net.Conn        // TCP, or nil
 	ws *websocket.Conn // WebSocket, or nil
+	// br, when set, buffers TCP reads (busy connections: one read syscall
+	// for many frames); nil reads straight from nc, holding no buffer.
+	br *bufio.Reader
 }
 
 // dialRaw connects to addr (tcp:// or ws://), signs in and returns the
@@ -99,8 +104,12 @@ func (r *rawConn) read(deadline time.Time) (*wirepb.Frame, error) {
 		return frame.Decode(b)
 	}
 	_ = r.nc.SetReadDeadline(deadline)
+	var src io.Reader = r.nc
+	if r.br != nil {
+		src = r.br
+	}
 	var hdr [frame.HeaderSize]byte
-	if _, err := io.ReadFull(r.nc, hdr[:]); err != nil {
+	if _, err := io.ReadFull(src, hdr[:]); err != nil {
 		return nil, err
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
@@ -108,7 +117,7 @@ func (r *rawConn) read(deadline time.Time) (*wirepb.Frame, error) {
 		return nil, fmt.Errorf("frame of %d bytes", n)
 	}
 	b := make([]byte, n)
-	if _, err := io.ReadFull(r.nc, b); err != nil {
+	if _, err := io.ReadFull(src, b); err != nil {
 		return nil, err
 	}
 	return frame.Decode(b)

@@ -39,6 +39,10 @@ type Machine struct {
 	GOARCH    string `json:"goarch"`
 	GoVersion string `json:"go_version"`
 	Hostname  string `json:"hostname"`
+	// LoadAvg is /proc/loadavg's 1, 5 and 15 minute load averages when the
+	// run started (empty where there is none): on a shared machine it
+	// tells whether something else competed for the CPUs.
+	LoadAvg string `json:"load_avg,omitempty"`
 }
 
 // Metric is one number. Value is a float64, or the string "n/a" when it
@@ -69,7 +73,7 @@ func newResult(scenario string, t *target, cfg any) *Result {
 		Date:     time.Now().UTC().Truncate(time.Second),
 		Machine: Machine{
 			NumCPU: runtime.NumCPU(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH,
-			GoVersion: runtime.Version(), Hostname: host,
+			GoVersion: runtime.Version(), Hostname: host, LoadAvg: loadAvg(),
 		},
 		Config: cfg,
 	}
@@ -109,6 +113,19 @@ func redactURL(s string) string {
 
 func numCPU() int { return runtime.NumCPU() }
 
+// loadAvg returns the first three fields of /proc/loadavg, or "".
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
 func (r *Result) metric(name string, v any, unit string) {
 	r.Metrics = append(r.Metrics, Metric{Name: name, Value: v, Unit: unit})
 }
@@ -138,6 +155,9 @@ func (r *Result) finish(start time.Time) *Result {
 // WriteText prints r for people.
 func (r *Result) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "%s  %s  %s/%s %d CPUs  %s\n", r.Scenario, r.Date.Format(time.RFC3339), r.Machine.GOOS, r.Machine.GOARCH, r.Machine.NumCPU, r.Machine.GoVersion)
+	if r.Machine.LoadAvg != "" {
+		fmt.Fprintf(w, "load average at start: %s\n", r.Machine.LoadAvg)
+	}
 	fmt.Fprintf(w, "server: %s\n", r.Server)
 	if len(r.Command) > 0 {
 		fmt.Fprintf(w, "command: %s\n", strings.Join(r.Command, " "))

@@ -1,9 +1,11 @@
 // Package scenario holds Parley's load generators: p2p (1:1 messaging at a
 // target rate or flat out), conns (idle connections and their memory), sync
-// (catching up a large mailbox) and storm (every client dropped and
-// reconnected at once). Each one runs against an external server or one it
-// starts in-process, verifies what the devices received, and returns a
-// Result. cmd/parley-bench wires them to flags.
+// (catching up a large mailbox), storm (every client dropped and
+// reconnected at once), group (fan-out to the members of large groups) and
+// room (chat rooms: live fan-out and late joiners' replay). Each one runs
+// against an external server or one it starts in-process, verifies what the
+// devices received, and returns a Result. cmd/parley-bench wires them to
+// flags.
 package scenario
 
 import (

@@ -25,11 +25,14 @@ type Key struct {
 
 // Received is one mailbox entry as a device got it. Foreign is set when the
 // entry is not one of the generator's messages (its body did not parse); its
-// Key is then meaningless.
+// Key is then meaningless. System is set for an entry the server itself
+// wrote, such as the system message announcing a new group: it takes its
+// seq like any entry and is otherwise not checked (its Key is meaningless).
 type Received struct {
 	Seq     uint64
 	Key     Key
 	Foreign bool
+	System  bool
 }
 
 // Report is the outcome of Check. The zero Report has checked nothing and
@@ -42,6 +45,7 @@ type Report struct {
 	Reordered  int `json:"reordered"`  // received after a later message of its lane
 	Unexpected int `json:"unexpected"` // received but never acknowledged, or foreign
 	SeqErrors  int `json:"seq_errors"` // seq not the previous one + 1, or mailbox max not reached
+	System     int `json:"system"`     // system entries (Received.System), not checked beyond their seq
 	// Problems describes the first findings (at most maxProblems).
 	Problems []string `json:"problems,omitempty"`
 }
@@ -70,6 +74,7 @@ func (r *Report) Add(who string, o Report) {
 	r.Reordered += o.Reordered
 	r.Unexpected += o.Unexpected
 	r.SeqErrors += o.SeqErrors
+	r.System += o.System
 	for _, p := range o.Problems {
 		r.problem("%s: %s", who, p)
 	}
@@ -91,23 +96,48 @@ func (r Report) String() string {
 // mailbox); mailboxMax is the mailbox's max seq as the server reported it at
 // the end (0 to skip that check).
 func Check(got []Received, expected []Key, firstSeq, mailboxMax uint64) Report {
+	return check(got, expected, true, firstSeq, mailboxMax)
+}
+
+// CheckUnsequenced is Check for a stream without seqs, such as a chat
+// room's live messages (seq 0): every expected message exactly once, each
+// lane in order, nothing else. Received.Seq only names entries in Problems
+// ("entry 3"): set it to the arrival position.
+func CheckUnsequenced(got []Received, expected []Key) Report {
+	return check(got, expected, false, 0, 0)
+}
+
+func check(got []Received, expected []Key, sequenced bool, firstSeq, mailboxMax uint64) Report {
 	r := Report{Expected: len(expected), Received: len(got)}
 	want := make(map[Key]int, len(expected)) // key -> times received
 	for _, k := range expected {
 		want[k] = 0
 	}
+	// at names an entry in problems: by seq, or by position without seqs.
+	at := func(m Received) string {
+		if sequenced {
+			return fmt.Sprintf("seq %d", m.Seq)
+		}
+		return fmt.Sprintf("entry %d", m.Seq)
+	}
 	extra := make(map[Key]bool) // unexpected keys seen, to tell a repeat from the first copy
 	last := make(map[Lane]uint64)
 	next := firstSeq
 	for _, m := range got {
-		if m.Seq != next {
-			r.SeqErrors++
-			r.problem("seq %d where %d was due", m.Seq, next)
+		if sequenced {
+			if m.Seq != next {
+				r.SeqErrors++
+				r.problem("seq %d where %d was due", m.Seq, next)
+			}
+			next = m.Seq + 1
 		}
-		next = m.Seq + 1
+		if m.System {
+			r.System++
+			continue
+		}
 		if m.Foreign {
 			r.Unexpected++
-			r.problem("seq %d is not a message of this run", m.Seq)
+			r.problem("%s is not a message of this run", at(m))
 			continue
 		}
 		k := m.Key
@@ -115,23 +145,23 @@ func Check(got []Received, expected []Key, firstSeq, mailboxMax uint64) Report {
 		switch {
 		case !ok && extra[k]:
 			r.Duplicates++
-			r.problem("seq %d repeats unacknowledged %s", m.Seq, k)
+			r.problem("%s repeats unacknowledged %s", at(m), k)
 			continue
 		case !ok:
 			extra[k] = true
 			r.Unexpected++
-			r.problem("seq %d is %s, which was never acknowledged", m.Seq, k)
+			r.problem("%s is %s, which was never acknowledged", at(m), k)
 		case n > 0:
 			r.Duplicates++
 			want[k] = n + 1
-			r.problem("seq %d repeats %s", m.Seq, k)
+			r.problem("%s repeats %s", at(m), k)
 			continue
 		default:
 			want[k] = 1
 		}
 		if k.N < last[k.Lane] {
 			r.Reordered++
-			r.problem("seq %d is %s after n=%d of the same lane", m.Seq, k, last[k.Lane])
+			r.problem("%s is %s after n=%d of the same lane", at(m), k, last[k.Lane])
 		} else {
 			last[k.Lane] = k.N
 		}
@@ -144,7 +174,7 @@ func Check(got []Received, expected []Key, firstSeq, mailboxMax uint64) Report {
 			}
 		}
 	}
-	if mailboxMax != 0 && next-1 != mailboxMax { // next-1 is the last seq received
+	if sequenced && mailboxMax != 0 && next-1 != mailboxMax { // next-1 is the last seq received
 		r.SeqErrors++
 		r.problem("received up to seq %d but the mailbox max is %d", next-1, mailboxMax)
 	}

@@ -80,3 +80,48 @@ func TestReportAdd(t *testing.T) {
 		t.Errorf("Problems = %q; want one prefixed with r2", total.Problems)
 	}
 }
+
+func TestCheckSystemEntries(t *testing.T) {
+	a1, a2 := k(0, 0, 1), k(0, 0, 2)
+	sys := func(seq uint64) Received { return Received{Seq: seq, System: true} }
+	got := []Received{sys(1), {Seq: 2, Key: a1}, sys(3), {Seq: 4, Key: a2}}
+	if r := Check(got, []Key{a1, a2}, 1, 4); !r.OK() || r.System != 2 || r.Unexpected != 0 {
+		t.Errorf("Check with system entries = %+v; want OK with 2 system entries", r)
+	}
+	// A system entry still takes its seq: a gap around it is an error.
+	got = []Received{sys(1), {Seq: 3, Key: a1}}
+	if r := Check(got, []Key{a1}, 1, 3); r.OK() || r.SeqErrors != 1 {
+		t.Errorf("Check with a gap after a system entry = %+v; want 1 seq error", r)
+	}
+}
+
+func TestCheckUnsequenced(t *testing.T) {
+	a1, a2, a3 := k(0, 0, 1), k(0, 0, 2), k(0, 0, 3)
+	b1 := k(1, 0, 1)
+	unseq := func(keys ...Key) []Received {
+		out := make([]Received, len(keys))
+		for i, key := range keys {
+			out[i] = Received{Key: key} // seq 0, as room messages have
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		got  []Received
+		want Report
+	}{
+		{"all once in lane order", unseq(b1, a1, a2, a3), Report{Expected: 4, Received: 4}},
+		{"lost", unseq(a1, a3, b1), Report{Expected: 4, Received: 3, Lost: 1}},
+		{"duplicated", unseq(a1, a2, a2, a3, b1), Report{Expected: 4, Received: 5, Duplicates: 1}},
+		{"out of lane order", unseq(a1, a3, a2, b1), Report{Expected: 4, Received: 4, Reordered: 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := CheckUnsequenced(tc.got, []Key{a1, a2, a3, b1})
+			got.Problems = nil
+			if got.Expected != tc.want.Expected || got.Received != tc.want.Received || got.Lost != tc.want.Lost ||
+				got.Duplicates != tc.want.Duplicates || got.Reordered != tc.want.Reordered || got.SeqErrors != 0 {
+				t.Errorf("CheckUnsequenced = %+v; want %+v", got, tc.want)
+			}
+		})
+	}
+}

@@ -4,6 +4,8 @@
 //	parley-bench conns [flags]  idle connections: connect time and server memory per connection
 //	parley-bench sync  [flags]  a fresh device catches up on a large mailbox
 //	parley-bench storm [flags]  every connection cut at once; reconnect and resync
+//	parley-bench group [flags]  group fan-out to online members, offline members sync
+//	parley-bench room  [flags]  chat rooms: live fan-out to members, late joiners' replay
 //
 // Without --addr it starts a server in-process on random loopback ports
 // (temporary data dir, embedded store unless --store) and stops it at the
@@ -23,6 +25,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -41,6 +44,13 @@ scenarios:
   sync   pre-load --messages into one mailbox, then a fresh device syncs them all
   storm  N connected devices miss a backlog, all connections are cut at once,
          they reconnect and resync; reports the time until all are synced
+  group  G groups of S members, every member online on its own connection
+         (or a fraction offline that syncs at the end); a few members send
+         at --rate; fan-out latency to each member and to the last one;
+         verifies every member got every message once, in seq order
+  room   R chat rooms of M member connections; senders at --rate; latency to
+         each member; verifies each message reached every other member once,
+         in sender order, and that late joiners' replay + live has no gap
 
 Run "parley-bench <scenario> -h" for its flags. --quick sizes any scenario to
 finish in under 20s on a 2-core machine.
@@ -56,9 +66,10 @@ func main() {
 // common holds the flags every scenario has.
 type common struct {
 	scenario.Common
-	quick     bool
-	out       string
-	serverLog string
+	quick      bool
+	out        string
+	serverLog  string
+	cpuProfile string
 }
 
 func (c *common) register(fs *flag.FlagSet) {
@@ -69,6 +80,7 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.quick, "quick", false, "small preset that finishes in under 20s on 2 cores (flags you set still win)")
 	fs.StringVar(&c.out, "out", "", "write the result as JSON to this file")
 	fs.StringVar(&c.serverLog, "server-log", "warn", "in-process server log level on stderr: debug, info, warn, error or off")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the in-process server and the load) to this file")
 }
 
 func run(args []string) int {
@@ -82,7 +94,8 @@ func run(args []string) int {
 	c.register(fs)
 	var (
 		users, inflight, size, conns, parallel, messages, senders, backlog int
-		rate                                                               float64
+		groups, members, rooms, replay, late                               int
+		rate, offline                                                      float64
 		duration                                                           time.Duration
 	)
 	// quick holds the --quick preset of each flag that has one.
@@ -116,6 +129,29 @@ func run(args []string) int {
 		fs.IntVar(&inflight, "inflight", 4, "concurrent sends per sender")
 		fs.DurationVar(&duration, "duration", time.Minute, "bound on the recovery after the cut")
 		quick = map[string]string{"conns": "2000", "duration": "15s"}
+	case "group":
+		fs.IntVar(&groups, "groups", 1, "groups (each of --members distinct users)")
+		fs.IntVar(&members, "members", 1000, "members per group, owner included; lowered to fit the open-file limit")
+		fs.IntVar(&senders, "senders", 4, "members per group that send (from a second device)")
+		fs.Float64Var(&offline, "offline", 0, "fraction of each group's members offline during the sends; they sign in and sync at the end")
+		fs.Float64Var(&rate, "rate", 5, "target total rate over all groups in msgs/s (open loop, latency from the scheduled time); 0: flat out")
+		fs.IntVar(&messages, "messages", 0, "send at most this many messages in total; 0: rate × duration")
+		fs.IntVar(&inflight, "inflight", 4, "concurrent sends per sender")
+		fs.IntVar(&size, "size", 64, "message body bytes (at least 64)")
+		fs.DurationVar(&duration, "duration", 30*time.Second, "how long to send")
+		quick = map[string]string{"members": "200", "rate": "25", "duration": "10s"}
+	case "room":
+		fs.IntVar(&rooms, "rooms", 10, "chat rooms")
+		fs.IntVar(&members, "members", 200, "member connections per room (each a distinct user); lowered to fit the open-file limit")
+		fs.IntVar(&senders, "senders", 2, "members per room that send")
+		fs.Float64Var(&rate, "rate", 100, "target total rate over all rooms in msgs/s (open loop, latency from the scheduled time); 0: flat out")
+		fs.IntVar(&messages, "messages", 0, "send at most this many messages in total; 0: rate × duration")
+		fs.IntVar(&inflight, "inflight", 1, "concurrent sends per sender")
+		fs.IntVar(&size, "size", 64, "message body bytes (at least 64)")
+		fs.IntVar(&late, "late", 1, "late joiners per room: fresh connections that join halfway through the sends with --replay")
+		fs.IntVar(&replay, "replay", 50, "messages a late joiner asks to replay (parleyd keeps 100 per room by default)")
+		fs.DurationVar(&duration, "duration", 30*time.Second, "how long to send")
+		quick = map[string]string{"rooms": "5", "members": "100", "duration": "10s"}
 	case "-h", "--help", "help":
 		fmt.Fprint(os.Stdout, usage)
 		return 0
@@ -156,6 +192,22 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "parley-bench: could not raise the open-file limit (now %d): %v\n", limit, err)
 	}
 
+	if c.cpuProfile != "" {
+		f, err := os.Create(c.cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "parley-bench:", err)
+			return 2
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			fmt.Fprintln(os.Stderr, "parley-bench:", err)
+			return 2
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// Every phase has its own bound; this one catches anything they miss.
@@ -171,6 +223,12 @@ func run(args []string) int {
 		res, err = scenario.Sync(ctx, scenario.SyncConfig{Common: c.Common, Messages: messages, Senders: senders, Inflight: inflight, Size: size})
 	case "storm":
 		res, err = scenario.Storm(ctx, scenario.StormConfig{Common: c.Common, Clients: conns, Backlog: backlog, Senders: senders, Inflight: inflight})
+	case "group":
+		res, err = scenario.Group(ctx, scenario.GroupConfig{Common: c.Common, Groups: groups, Members: members, Senders: senders,
+			Offline: offline, Rate: rate, Messages: messages, Inflight: inflight, Size: size})
+	case "room":
+		res, err = scenario.Room(ctx, scenario.RoomConfig{Common: c.Common, Rooms: rooms, Members: members, Senders: senders,
+			Rate: rate, Messages: messages, Inflight: inflight, Size: size, Late: late, Replay: replay})
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "parley-bench %s: %v\n", name, err)

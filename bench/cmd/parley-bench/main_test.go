@@ -25,6 +25,9 @@ func TestRunUsage(t *testing.T) {
 		{"parley-bench", "p2p", "extra"},
 		{"parley-bench", "p2p", "--server-log", "loud"},
 		{"parley-bench", "p2p", "--addr", "tcp://10.1.2.3:7420"},
+		{"parley-bench", "group", "--offline", "1"},
+		{"parley-bench", "group", "--members", "4", "--senders", "5"},
+		{"parley-bench", "room", "--members", "2", "--senders", "2"},
 	} {
 		if code := run(args); code != 2 {
 			t.Errorf("run(%q) = %d; want 2", args, code)
@@ -59,5 +62,43 @@ func TestRedactArgs(t *testing.T) {
 	want := []string{"p2p", "--secret", "REDACTED", "--secret=REDACTED", "--store", "mysql://u:xxxxx@127.0.0.1/db", "--addr", "tcp://127.0.0.1:1"}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("redactArgs = %q; want %q", got, want)
+	}
+}
+
+// TestRunGroupAndRoom runs the group and room scenarios through their flags.
+func TestRunGroupAndRoom(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		cfg  map[string]any // expected in the result's config
+	}{
+		{[]string{"group", "--quick", "--members", "6", "--senders", "2", "--offline", "0.5", "--rate", "20", "--duration", "500ms"},
+			map[string]any{"members": 6.0, "senders": 2.0, "offline": 0.5, "groups": 1.0}},
+		{[]string{"room", "--quick", "--rooms", "2", "--members", "4", "--rate", "20", "--duration", "500ms", "--replay", "5"},
+			map[string]any{"rooms": 2.0, "members": 4.0, "late": 1.0, "replay": 5.0}},
+	} {
+		t.Run(tc.args[0], func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "result.json")
+			args := append(append([]string{"parley-bench"}, tc.args...), "--server-log", "off", "--out", out)
+			if code := run(args); code != 0 {
+				t.Fatalf("run(%q) = %d; want 0", args, code)
+			}
+			b, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var res scenario.Result
+			if err := json.Unmarshal(b, &res); err != nil {
+				t.Fatalf("result file: %v\n%s", err, b)
+			}
+			cfg, _ := res.Config.(map[string]any)
+			for k, v := range tc.cfg {
+				if cfg[k] != v {
+					t.Errorf("config %s = %v; want %v", k, cfg[k], v)
+				}
+			}
+			if !res.Pass || res.Scenario != tc.args[0] {
+				t.Errorf("result file = %s; want a passing %s run", b, tc.args[0])
+			}
+		})
 	}
 }
