@@ -55,8 +55,10 @@ func Storm(ctx context.Context, cfg StormConfig) (*Result, error) {
 	start := time.Now()
 	var clampMsg string
 	if cfg.Addr == "" {
-		// client + proxy (2) + server sockets per device
-		cfg.Clients, clampMsg = clampByFiles("storm clients", cfg.Clients, 4, reserveFilesInProcess+2*cfg.Senders)
+		// client + proxy (2) + server sockets per device, and measured: EMFILE
+		// at ~3,334 devices under a 20,000 limit, so 6 (sockets of a device's
+		// previous connection are still closing while the next one opens).
+		cfg.Clients, clampMsg = clampByFiles("storm clients", cfg.Clients, 6, reserveFilesInProcess+2*cfg.Senders)
 	} else {
 		cfg.Clients, clampMsg = clampByFiles("storm clients", cfg.Clients, 3, reserveFiles+cfg.Senders)
 	}
