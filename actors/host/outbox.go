@@ -21,8 +21,8 @@ const (
 	relayAge   = 30 * time.Second
 	relayPage  = 200
 
-	clearBatch  = 500
-	clearLinger = 20 * time.Millisecond
+	clearBatch  = 5000
+	clearLinger = 500 * time.Millisecond
 )
 
 // delivered queues an outbox entry for clearing. It never blocks: if the
