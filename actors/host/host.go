@@ -175,7 +175,6 @@ func (h *Host) Start(ctx context.Context) error {
 	h.env = &user.Env{
 		Store:       h.cfg.Store,
 		Committer:   h.commit,
-		Outbox:      h.outbox,
 		Social:      h.social,
 		Events:      &events.Publisher{NATS: h.cfg.NATS, Log: h.log},
 		Fanout:      h.fanout,

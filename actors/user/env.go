@@ -7,7 +7,6 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/parleyim/parley/actors/delivery"
 	"github.com/parleyim/parley/actors/events"
 	"github.com/parleyim/parley/actors/msgid"
 	"github.com/parleyim/parley/actors/social"
@@ -21,7 +20,6 @@ import (
 type Env struct {
 	Store     mailbox.Store      // reads (sync, cursors, load)
 	Committer *mailbox.Committer // writes, group-committed
-	Outbox    *delivery.Outbox   // durable deliveries to other users
 	Social    *social.Directory  // who a message goes to, and whether it may
 	Events    *events.Publisher  // message.created, device.online/offline
 	Logger    *slog.Logger
