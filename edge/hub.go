@@ -48,6 +48,11 @@ type HubConfig struct {
 	// rate: no limit.
 	SignInRate  float64
 	SignInBurst int
+	// RoomSendRate and RoomSendBurst limit room sends per connection (room
+	// messages never reach the user actor, whose send limit they would
+	// otherwise bypass); zero rate: no limit.
+	RoomSendRate  float64
+	RoomSendBurst int
 	// MaxBodySize refuses larger message bodies (and Call params) at the
 	// edge; zero means 32 KiB.
 	MaxBodySize int
@@ -70,6 +75,9 @@ type connState struct {
 	// Written once at sign-in by Frame (calls for one connection are never
 	// concurrent) before signedIn is set; read after signedIn.
 	uid, device, platform string
+
+	roomSends  *rate.Limiter // made at the first room send; guarded by roomSendMu
+	roomSendMu sync.Mutex
 
 	// rooms is the set of rooms this connection joined; nil until the first
 	// join, so idle connections pay nothing. Guarded by Hub.roomsMu.
@@ -509,4 +517,17 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// allowRoomSend takes a token of the connection's room-send budget.
+func (st *connState) allowRoomSend(r float64, burst int) bool {
+	if r <= 0 {
+		return true
+	}
+	st.roomSendMu.Lock()
+	defer st.roomSendMu.Unlock()
+	if st.roomSends == nil {
+		st.roomSends = rate.NewLimiter(rate.Limit(r), max(burst, 1))
+	}
+	return st.roomSends.Allow()
 }

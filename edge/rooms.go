@@ -282,6 +282,11 @@ func (h *Hub) sendToRoom(st *connState, reqID uint64, s *wirepb.Send) {
 		h.replyError(st, reqID, wirepb.ErrorCode_ERROR_CODE_PERMISSION_DENIED, "join the room first", s.ClientMsgId)
 		return
 	}
+	if !st.allowRoomSend(h.cfg.RoomSendRate, h.cfg.RoomSendBurst) {
+		h.replyError(st, reqID, wirepb.ErrorCode_ERROR_CODE_RATE_LIMITED,
+			fmt.Sprintf("over %g room messages/s on this connection; retry later with the same client_msg_id", h.cfg.RoomSendRate), s.ClientMsgId)
+		return
+	}
 	if !acquire(h.publishes) {
 		h.replyError(st, reqID, wirepb.ErrorCode_ERROR_CODE_UNAVAILABLE, "server busy, retry", s.ClientMsgId)
 		return

@@ -326,7 +326,8 @@ func (n *Node) startEdge(ctx context.Context) (err error) {
 	n.hub, err = edge.NewHub(edge.HubConfig{
 		EdgeID: cfg.EdgeID, NATS: n.nc, Verifier: verifier,
 		SignInTimeout: cfg.SignInTimeout, IdleTimeout: cfg.IdleTimeout, MaxBodySize: cfg.MaxBodySize,
-		Rooms: n.roomConfig(), SignInRate: cfg.SignInRate, SignInBurst: cfg.SignInBurst, Logger: log,
+		Rooms: n.roomConfig(), SignInRate: cfg.SignInRate, SignInBurst: cfg.SignInBurst,
+		RoomSendRate: cfg.SendRate, RoomSendBurst: cfg.SendBurst, Logger: log,
 	})
 	if err != nil {
 		return err

@@ -169,7 +169,7 @@ func TestGroupRolesOverTheConnection(t *testing.T) {
 func TestRateLimits(t *testing.T) {
 	n := startNode(t, "", "", func(c *Config) {
 		c.SendRate, c.SendBurst = 1, 5
-		c.SignInRate, c.SignInBurst = 0.2, 3
+		c.SignInRate, c.SignInBurst = 0.2, 4
 	})
 	c := dialRaw(t, n.TCPAddr())
 	c.signIn("rita", "d")
@@ -192,6 +192,29 @@ func TestRateLimits(t *testing.T) {
 		t.Fatalf("retry after a pause: %v", f)
 	}
 
+	// Room sends (served by the edge, not the actor) have the same limit.
+	rc := dialRaw(t, n.TCPAddr())
+	rc.signIn("rory", "d")
+	rc.joinRoom("limits", 0)
+	roomLimited := -1
+	for i := 0; i < 50 && roomLimited < 0; i++ {
+		rc.send(roomSend("limits", fmt.Sprint("r", i), "hi"))
+		f := rc.mustRead()
+		for f.GetRoomMessage() != nil {
+			f = rc.mustRead()
+		}
+		switch {
+		case f.GetSendAck() != nil:
+		case f.GetError().GetCode() == wirepb.ErrorCode_ERROR_CODE_RATE_LIMITED:
+			roomLimited = i
+		default:
+			t.Fatalf("room send %d: %v", i, f)
+		}
+	}
+	if roomLimited < 5 {
+		t.Fatalf("first refused room send = %d; want the burst of 5 through, then RATE_LIMITED", roomLimited)
+	}
+
 	for i := range 20 {
 		d := dialRaw(t, n.TCPAddr())
 		d.send(&wirepb.Frame{Id: 1, Body: &wirepb.Frame_SignIn{SignIn: &wirepb.SignIn{Token: token(t, fmt.Sprint("u", i)), DeviceId: "d"}}})
@@ -200,9 +223,9 @@ func TestRateLimits(t *testing.T) {
 			continue
 		}
 		if e := f.GetError(); e.GetCode() != wirepb.ErrorCode_ERROR_CODE_RATE_LIMITED || i < 2 {
-			t.Fatalf("sign-in %d: %v; want RATE_LIMITED once the burst of 3 is used", i, f)
+			t.Fatalf("sign-in %d: %v; want RATE_LIMITED once the burst of 4 is used", i, f)
 		}
 		return
 	}
-	t.Fatal("20 sign-ins at once on an edge limited to 0.2/s (burst 3): none refused")
+	t.Fatal("20 sign-ins at once on an edge limited to 0.2/s (burst 4): none refused")
 }
