@@ -116,8 +116,7 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		code, body := s.failure(method, errorf(wirepb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "use POST with a JSON body"))
-		_ = code
+		_, body := s.failure(method, errorf(wirepb.ErrorCode_ERROR_CODE_INVALID_ARGUMENT, "use POST with a JSON body"))
 		write(http.StatusMethodNotAllowed, body)
 		return
 	}

@@ -287,49 +287,7 @@ func (c *liveConn) apiCall(ctx context.Context, method string, params, out any) 
 // time, dial(i) making the i-th. On the first error it closes what it
 // opened (dial may return a connection with its error, to be closed too).
 func dialLiveAll(ctx context.Context, n, parallel int, dial func(ctx context.Context, i int) (*liveConn, error)) ([]*liveConn, error) {
-	out := make([]*liveConn, n)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-	)
-	next := make(chan int)
-	for range min(parallel, n) {
-		wg.Go(func() {
-			for i := range next {
-				c, err := dial(ctx, i)
-				out[i] = c
-				if err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = fmt.Errorf("dial connection %d: %w", i, err)
-					}
-					mu.Unlock()
-					cancel()
-				}
-			}
-		})
-	}
-feed:
-	for i := range n {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
-	if firstErr == nil && ctx.Err() != nil {
-		firstErr = ctx.Err()
-	}
-	if firstErr != nil {
-		closeLive(out)
-		return nil, firstErr
-	}
-	return out, nil
+	return dialEach(ctx, n, parallel, "connection", nil, dial, closeLive)
 }
 
 // closeLive closes every non-nil connection, in parallel.

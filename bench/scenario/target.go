@@ -195,10 +195,19 @@ func (t *target) dial(ctx context.Context, addr, uid, device string, mod func(*c
 	return client.Dial(ctx, cfg)
 }
 
-// dialAll runs n dials with at most parallel at a time and records each
-// one's latency. On the first error it closes what it opened.
+// dialAll runs n client dials with at most parallel at a time and records
+// each one's latency. On the first error it closes what it opened.
 func dialAll(ctx context.Context, n, parallel int, lat *hist.Recorder, dial func(ctx context.Context, i int) (*client.Client, error)) ([]*client.Client, error) {
-	out := make([]*client.Client, n)
+	return dialEach(ctx, n, parallel, "client", lat, dial, closeAll)
+}
+
+// dialEach runs n dials with at most parallel at a time, dial(i) making the
+// i-th, and records each successful one's latency in lat (if not nil). On
+// the first error it stops and closes, with closeAll, what it opened (dial
+// may return a connection with its error, to be closed too).
+func dialEach[C any](ctx context.Context, n, parallel int, what string, lat *hist.Recorder,
+	dial func(ctx context.Context, i int) (C, error), closeAll func([]C)) ([]C, error) {
+	out := make([]C, n)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -212,10 +221,11 @@ func dialAll(ctx context.Context, n, parallel int, lat *hist.Recorder, dial func
 			for i := range next {
 				start := time.Now()
 				c, err := dial(ctx, i)
+				out[i] = c
 				if err != nil {
 					mu.Lock()
 					if firstErr == nil {
-						firstErr = fmt.Errorf("dial client %d: %w", i, err)
+						firstErr = fmt.Errorf("dial %s %d: %w", what, i, err)
 					}
 					mu.Unlock()
 					cancel()
@@ -224,7 +234,6 @@ func dialAll(ctx context.Context, n, parallel int, lat *hist.Recorder, dial func
 				if lat != nil {
 					lat.Record(time.Since(start))
 				}
-				out[i] = c
 			}
 		})
 	}
