@@ -72,18 +72,18 @@ type Config struct {
 
 // Host owns the actors of this node.
 type Host struct {
-	cfg      Config
-	log      *slog.Logger
-	system   *actor.ActorSystem
-	env      *user.Env
-	commit   *mailbox.Committer
-	outbox   *delivery.Outbox
-	social   *social.Directory
-	ids      *msgid.Gen
-	call     func(ctx context.Context, uid, method, params string) (string, error)
-	ioSem    chan struct{} // read slots
-	writeSem chan struct{} // ack-cursor write slots
-	ioWG     sync.WaitGroup
+	cfg     Config
+	log     *slog.Logger
+	system  *actor.ActorSystem
+	env     *user.Env
+	commit  *mailbox.Committer
+	cursors *mailbox.CursorWriter
+	outbox  *delivery.Outbox
+	social  *social.Directory
+	ids     *msgid.Gen
+	call    func(ctx context.Context, uid, method, params string) (string, error)
+	ioSem   chan struct{} // read slots
+	ioWG    sync.WaitGroup
 
 	mu       sync.Mutex // guards the following
 	actors   map[string]*actor.PID
@@ -129,7 +129,6 @@ func New(cfg Config) (*Host, error) {
 		cfg:      cfg,
 		log:      log,
 		ioSem:    make(chan struct{}, cfg.IOConcurrency),
-		writeSem: make(chan struct{}, 8),
 		actors:   make(map[string]*actor.PID),
 		stopping: make(map[string]chan struct{}),
 		edges:    make(map[string]time.Time),
@@ -165,6 +164,7 @@ func (h *Host) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	h.cursors = mailbox.NewCursorWriter(h.cfg.Store, h.log)
 	h.outbox, err = delivery.NewOutbox(delivery.OutboxConfig{JetStream: js, Shards: h.cfg.Shards, Logger: h.log})
 	if err != nil {
 		return err
@@ -175,6 +175,7 @@ func (h *Host) Start(ctx context.Context) error {
 	h.env = &user.Env{
 		Store:       h.cfg.Store,
 		Committer:   h.commit,
+		Cursors:     h.cursors,
 		Social:      h.social,
 		Events:      &events.Publisher{NATS: h.cfg.NATS, Log: h.log},
 		Fanout:      h.fanout,
@@ -183,7 +184,6 @@ func (h *Host) Start(ctx context.Context) error {
 		Logger:      h.log,
 		Down:        h.down,
 		Go:          func(f func(context.Context)) { h.goIO(h.ioSem, f) },
-		GoWrite:     func(f func(context.Context)) { h.goIO(h.writeSem, f) },
 		Passivate:   h.passivate,
 		Stopped:     h.stopped,
 		Forward:     h.send,
@@ -245,9 +245,9 @@ func (h *Host) onUp(m *nats.Msg) {
 	h.send(tok[3], &up)
 }
 
-// onDeliveries hands a batch to the recipients' actors and waits until every
-// one committed (or one failed).
-func (h *Host) onDeliveries(ctx context.Context, batch *buspb.DeliveryBatch) error {
+// onDeliveries hands a batch to the recipients' actors and calls done once
+// every one committed (or with the first failure).
+func (h *Host) onDeliveries(_ context.Context, batch *buspb.DeliveryBatch, done func(error)) {
 	byUser := make(map[string][]*wirepb.Message)
 	for _, d := range batch.Deliveries {
 		if d.Message == nil || d.Message.MsgId == "" {
@@ -269,24 +269,34 @@ func (h *Host) onDeliveries(ctx context.Context, batch *buspb.DeliveryBatch) err
 			byUser[uid] = append(byUser[uid], msg)
 		}
 	}
-	results := make(chan error, len(byUser))
+	one := all(len(byUser), done)
 	for uid, msgs := range byUser {
-		h.send(uid, &user.Deliver{Messages: msgs, Done: func(err error) { results <- err }})
+		h.send(uid, &user.Deliver{Messages: msgs, Done: one})
 	}
+}
+
+// all returns a callback to be called n times; the last call calls done
+// with the first error passed (nil if none). With n == 0, done is called at
+// once.
+func all(n int, done func(error)) func(error) {
+	if n == 0 {
+		done(nil)
+		return nil
+	}
+	var mu sync.Mutex
 	var first error
-	timeout := time.NewTimer(delivery.AckWait - time.Second)
-	defer timeout.Stop()
-	for range byUser {
-		select {
-		case err := <-results:
-			if err != nil && first == nil {
-				first = err
-			}
-		case <-timeout.C:
-			return errors.New("host: deliveries not committed in time")
+	return func(err error) {
+		mu.Lock()
+		if err != nil && first == nil {
+			first = err
+		}
+		n--
+		last := n == 0
+		mu.Unlock()
+		if last {
+			done(first)
 		}
 	}
-	return first
 }
 
 // SetCall sets what runs clients' Call frames; call it before Start.
@@ -306,23 +316,9 @@ func (h *Host) fanout(recipients []string, msg *wirepb.Message, done func(error)
 		n := shard.Of(uid, h.cfg.Shards)
 		byShard[n] = append(byShard[n], uid)
 	}
-	if len(byShard) == 0 {
-		done(nil)
-		return
-	}
-	var mu sync.Mutex
-	left, first := len(byShard), error(nil)
+	one := all(len(byShard), done)
 	for _, uids := range byShard {
-		h.outbox.Publish(&buspb.Delivery{Recipients: uids, Message: msg}, func(err error) {
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil && first == nil {
-				first = err
-			}
-			if left--; left == 0 {
-				done(first)
-			}
-		})
+		h.outbox.Publish(&buspb.Delivery{Recipients: uids, Message: msg}, one)
 	}
 }
 
@@ -540,6 +536,7 @@ func (h *Host) Shutdown(ctx context.Context) error {
 	if h.outbox != nil {
 		errs = append(errs, h.outbox.Close(ctx))
 	}
+
 	if h.social != nil {
 		errs = append(errs, h.social.Close())
 	}
@@ -549,6 +546,9 @@ func (h *Host) Shutdown(ctx context.Context) error {
 	}
 	for _, f := range futures {
 		_ = f.Wait()
+	}
+	if h.cursors != nil { // after the actors: they set cursors
+		errs = append(errs, h.cursors.Close(ctx))
 	}
 	done := make(chan struct{})
 	go func() { h.ioWG.Wait(); close(done) }()

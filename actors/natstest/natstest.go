@@ -14,9 +14,16 @@ import (
 // Start runs a server until t ends.
 func Start(t testing.TB) *server.Server {
 	t.Helper()
+	return StartDir(t, t.TempDir())
+}
+
+// StartDir runs a server storing JetStream in dir until t ends (or until
+// the test shuts it down), so a test can restart it on the same storage.
+func StartDir(t testing.TB, dir string) *server.Server {
+	t.Helper()
 	s, err := server.NewServer(&server.Options{
 		Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true,
-		JetStream: true, StoreDir: t.TempDir(),
+		JetStream: true, StoreDir: dir,
 	})
 	if err != nil {
 		t.Fatalf("natstest: %v", err)

@@ -102,9 +102,6 @@ type Actor struct {
 	byKey    map[string]*op
 	byMsgID  map[string]*op
 
-	ackWant map[string]uint64 // device → cursor not yet written
-	acking  bool              // a cursor write is in flight
-
 	held    []heldSend    // sends waiting for a route load; the first one's is in flight
 	limiter *rate.Limiter // made at the first send when Env.SendRate is set
 
@@ -175,9 +172,6 @@ func (a *Actor) Receive(ctx actor.Context) {
 		a.transient(m)
 	case *EdgeGone:
 		a.edgeGone(m)
-	case *ackDone:
-		a.acking = false
-		a.flushAcks(ctx)
 	}
 }
 
@@ -198,7 +192,7 @@ func (a *Actor) load() bool {
 }
 
 func (a *Actor) maybePassivate(ctx actor.Context) {
-	if a.passivating || len(a.devices) > 0 || len(a.pending) > 0 || len(a.held) > 0 || a.inflight != nil || a.acking || len(a.ackWant) > 0 {
+	if a.passivating || len(a.devices) > 0 || len(a.pending) > 0 || len(a.held) > 0 || a.inflight != nil {
 		return
 	}
 	if a.env.Passivate(a.uid, ctx.Self()) {
@@ -228,7 +222,7 @@ func (a *Actor) up(ctx actor.Context, m *buspb.Up) {
 	case *buspb.Up_Sync:
 		a.sync(to, op.Sync)
 	case *buspb.Up_Ack:
-		a.ack(ctx, m.DeviceId, op.Ack.Seq)
+		a.env.Cursors.Set(a.uid, m.DeviceId, min(op.Ack.Seq, a.committed))
 	case *buspb.Up_Call:
 		a.call(to, op.Call)
 	case *buspb.Up_Read:
@@ -270,7 +264,7 @@ func (a *Actor) online(m *buspb.Up, on *buspb.Online) {
 	a.env.Events.Publish("device", a.uid, events.Device{Type: "device.online", User: a.uid, Device: m.DeviceId,
 		Edge: m.EdgeId, Platform: on.Platform, AtMs: time.Now().UnixMilli()})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	acked, err := a.env.Store.Acked(ctx, a.uid, m.DeviceId)
+	acked, err := a.env.Cursors.Acked(ctx, a.uid, m.DeviceId)
 	cancel()
 	if err != nil {
 		a.logger().Warn("read device ack cursor failed", "device", m.DeviceId, "err", err)
@@ -656,41 +650,6 @@ func fitPage(msgs []*wirepb.Message, max int) []*wirepb.Message {
 		}
 	}
 	return msgs
-}
-
-// ack records a device's ack cursor. Cursor writes are coalesced: at most one
-// write per user is in flight, carrying the latest cursor of every device
-// that acked meanwhile, so acks never flood the store's writer.
-func (a *Actor) ack(ctx actor.Context, deviceID string, seq uint64) {
-	seq = min(seq, a.committed)
-	if seq > a.ackWant[deviceID] {
-		if a.ackWant == nil {
-			a.ackWant = make(map[string]uint64, 1)
-		}
-		a.ackWant[deviceID] = seq
-	}
-	a.flushAcks(ctx)
-}
-
-// ackDone tells the actor its cursor write finished.
-type ackDone struct{}
-
-func (a *Actor) flushAcks(ctx actor.Context) {
-	if a.acking || len(a.ackWant) == 0 {
-		return
-	}
-	want := a.ackWant
-	a.ackWant = nil
-	a.acking = true
-	self, system, uid, log := ctx.Self(), ctx.ActorSystem(), a.uid, a.logger()
-	a.env.GoWrite(func(ctx context.Context) {
-		for dev, seq := range want {
-			if err := a.env.Store.SetAcked(ctx, uid, dev, seq); err != nil {
-				log.Warn("store ack cursor failed", "device", dev, "err", err)
-			}
-		}
-		system.Root.Send(self, &ackDone{})
-	})
 }
 
 func (a *Actor) reply(to replyTo, f *wirepb.Frame) {

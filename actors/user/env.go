@@ -18,10 +18,11 @@ import (
 // Env is what user actors need from their node: shared by every actor,
 // immutable after the host builds it, safe for concurrent use.
 type Env struct {
-	Store     mailbox.Store      // reads (sync, cursors, load)
-	Committer *mailbox.Committer // writes, group-committed
-	Social    *social.Directory  // who a message goes to, and whether it may
-	Events    *events.Publisher  // message.created, device.online/offline
+	Store     mailbox.Store         // reads (sync, load)
+	Committer *mailbox.Committer    // mailbox writes, group-committed
+	Cursors   *mailbox.CursorWriter // device ack cursors, coalesced
+	Social    *social.Directory     // who a message goes to, and whether it may
+	Events    *events.Publisher     // message.created, device.online/offline
 	Logger    *slog.Logger
 
 	// Fanout hands msg durably to the recipients' mailboxes (batched per
@@ -39,9 +40,6 @@ type Env struct {
 	Down func(edgeID string, d *buspb.Down)
 	// Go runs a read f off the actor, bounded by the host's read concurrency.
 	Go func(f func(ctx context.Context))
-	// GoWrite runs a small write f off the actor (ack cursors), bounded
-	// separately so writes never make reads (sync) wait.
-	GoWrite func(f func(ctx context.Context))
 	// Passivate asks the host to forget the actor; true means it did, and
 	// the actor must stop. Later messages for the user start a new actor
 	// that waits for this one's Stopped.

@@ -394,20 +394,31 @@ func (s *Store) Fetch(ctx context.Context, uid string, after, upTo uint64, limit
 }
 
 // SetAcked implements mailbox.Store.
-func (s *Store) SetAcked(ctx context.Context, uid, deviceID string, seq uint64) error {
+func (s *Store) SetAcked(ctx context.Context, cursors []mailbox.Cursor) error {
 	if err := s.check(ctx); err != nil {
-		return fmt.Errorf("set acked uid=%s device=%s: %w", uid, deviceID, err)
+		return fmt.Errorf("set acked cursors=%d: %w", len(cursors), err)
+	}
+	if err := mailbox.CheckCursors(cursors); err != nil {
+		return err
+	}
+	if len(cursors) == 0 {
+		return nil
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketDevices)
-		k := userKey(uid, deviceID)
-		if v := b.Get(k); v != nil && binary.BigEndian.Uint64(v) >= seq {
-			return nil
+		for _, c := range cursors {
+			k := userKey(c.UserID, c.DeviceID)
+			if v := b.Get(k); v != nil && binary.BigEndian.Uint64(v) >= c.Seq {
+				continue
+			}
+			if err := b.Put(k, seqKey(c.Seq)); err != nil {
+				return err
+			}
 		}
-		return b.Put(k, seqKey(seq))
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("set acked uid=%s device=%s: %w", uid, deviceID, closedErr(err))
+		return fmt.Errorf("set acked cursors=%d: %w", len(cursors), closedErr(err))
 	}
 	return nil
 }

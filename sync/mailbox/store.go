@@ -114,8 +114,9 @@ type Store interface {
 	// Fetch returns uid's messages with after < seq <= upTo, in seq order, at
 	// most limit of them.
 	Fetch(ctx context.Context, uid string, after, upTo uint64, limit int) ([]*wirepb.Message, error)
-	// SetAcked raises (uid, device)'s ack cursor to seq; a lower seq is ignored.
-	SetAcked(ctx context.Context, uid, deviceID string, seq uint64) error
+	// SetAcked raises each cursor's (user, device) ack cursor to its Seq, in
+	// one transaction; a lower seq is ignored. CursorWriter batches them.
+	SetAcked(ctx context.Context, cursors []Cursor) error
 	// Acked returns (uid, device)'s ack cursor, 0 when never set.
 	Acked(ctx context.Context, uid, deviceID string) (uint64, error)
 	// Outbox returns up to limit entries stored at or before olderThanMs

@@ -46,3 +46,16 @@ func CheckID(what, id string) error {
 	}
 	return nil
 }
+
+// CheckCursors rejects a cursor with an empty or overlong user or device id.
+func CheckCursors(cursors []Cursor) error {
+	for _, c := range cursors {
+		if err := CheckID("user id", c.UserID); err != nil {
+			return fmt.Errorf("set acked: %w", err)
+		}
+		if err := CheckID("device id", c.DeviceID); err != nil {
+			return fmt.Errorf("set acked uid=%s: %w", c.UserID, err)
+		}
+	}
+	return nil
+}

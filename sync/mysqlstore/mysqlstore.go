@@ -3,10 +3,12 @@
 //
 // The schema is schemas/migrations/mysql, applied at Open (see migrate.go).
 // One Append is one transaction: one query (per 500 users) reads the max seq
-// of every user in the batch, two (per 500 items) find the batch's msg ids
-// and client keys already stored, the store numbers the new items in memory,
-// and multi-row INSERTs write them, sorted by (uid, seq), then their outbox
-// entries (outbox.go), sorted by (uid, msg id). The primary key
+// of every user in the batch, the store numbers the new items in memory, and
+// multi-row INSERTs write them, sorted by (uid, seq), then their outbox
+// entries (outbox.go), sorted by (uid, msg id). The first attempt assumes no
+// item is stored yet; when a unique key says otherwise, the retry first
+// finds the batch's msg ids and client keys already stored (two queries per
+// 500 items) and reports them as duplicates. The primary key
 // (uid, seq) is what keeps two writers of one mailbox (a zombie owner) from
 // reusing a seq: the loser's INSERT fails with a duplicate key, and the store
 // retries the whole transaction, which then reports ErrConflict for that
@@ -44,7 +46,8 @@ const (
 )
 
 // maxAttempts bounds the transaction retries after a deadlock or a
-// duplicate key raised by a concurrent writer.
+// duplicate key raised by a concurrent writer (not counting the first,
+// optimistic attempt, see Append).
 const maxAttempts = 3
 
 // MySQL error numbers the store retries on.
@@ -160,12 +163,16 @@ func (s *Store) Append(ctx context.Context, batch []mailbox.Append) ([]mailbox.A
 		return []mailbox.AppendResult{}, nil
 	}
 	for attempt := 1; ; attempt++ {
-		res, err := s.appendTx(ctx, batch)
+		// The first attempt looks up no msg id or client key: duplicates are
+		// rare (a resend after a lost ack, a redelivery), and the unique
+		// keys refuse one anyway, which sends the append to the next
+		// attempt, which looks them up.
+		res, err := s.appendTx(ctx, batch, attempt > 1)
 		if err == nil {
 			return res, nil
 		}
 		var me *mysql.MySQLError
-		if attempt < maxAttempts && errors.As(err, &me) && (me.Number == errDupEntry || me.Number == errDeadlock) && ctx.Err() == nil {
+		if attempt < maxAttempts+1 && errors.As(err, &me) && (me.Number == errDupEntry || me.Number == errDeadlock) && ctx.Err() == nil {
 			s.log.Debug("append retry after concurrent writer", "attempt", attempt, "err", err)
 			continue
 		}
@@ -196,8 +203,10 @@ type outboxRow struct {
 	data       []byte
 }
 
-// appendTx runs one attempt of Append in one transaction.
-func (s *Store) appendTx(ctx context.Context, batch []mailbox.Append) (_ []mailbox.AppendResult, err error) {
+// appendTx runs one attempt of Append in one transaction. Without lookup it
+// assumes no item is stored yet and lets the unique keys catch a duplicate
+// (ER_DUP_ENTRY, which Append retries with lookup).
+func (s *Store) appendTx(ctx context.Context, batch []mailbox.Append, lookup bool) (_ []mailbox.AppendResult, err error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
@@ -212,9 +221,11 @@ func (s *Store) appendTx(ctx context.Context, batch []mailbox.Append) (_ []mailb
 	if err != nil {
 		return nil, err
 	}
-	byID, byKey, err := existing(ctx, tx, batch)
-	if err != nil {
-		return nil, err
+	byID, byKey := map[userID]stored{}, map[userID]stored{}
+	if lookup {
+		if byID, byKey, err = existing(ctx, tx, batch); err != nil {
+			return nil, err
+		}
 	}
 
 	results := make([]mailbox.AppendResult, len(batch))
@@ -476,25 +487,52 @@ func (s *Store) Fetch(ctx context.Context, uid string, after, upTo uint64, limit
 	return out, nil
 }
 
-// SetAcked implements mailbox.Store.
-func (s *Store) SetAcked(ctx context.Context, uid, deviceID string, seq uint64) error {
+// SetAcked implements mailbox.Store: multi-row upserts of at most
+// maxKeysPerQuery cursors, in (uid, device) order so that concurrent
+// writers lock rows in one order, in one transaction.
+func (s *Store) SetAcked(ctx context.Context, cursors []mailbox.Cursor) (err error) {
 	if err := s.check(ctx); err != nil {
-		return fmt.Errorf("set acked uid=%s device=%s: %w", uid, deviceID, err)
+		return fmt.Errorf("set acked cursors=%d: %w", len(cursors), err)
 	}
-	if err := mailbox.CheckID("user id", uid); err != nil {
-		return fmt.Errorf("set acked: %w", err)
+	if err := mailbox.CheckCursors(cursors); err != nil {
+		return err
 	}
-	if err := mailbox.CheckID("device id", deviceID); err != nil {
-		return fmt.Errorf("set acked uid=%s: %w", uid, err)
+	if len(cursors) == 0 {
+		return nil
 	}
+	cursors = slices.Clone(cursors)
+	slices.SortFunc(cursors, func(a, b mailbox.Cursor) int {
+		return cmp.Or(strings.Compare(a.UserID, b.UserID), strings.Compare(a.DeviceID, b.DeviceID), -cmp.Compare(a.Seq, b.Seq))
+	})
+	cursors = slices.CompactFunc(cursors, func(a, b mailbox.Cursor) bool { // the highest of each pair stays
+		return a.UserID == b.UserID && a.DeviceID == b.DeviceID
+	})
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("set acked: begin: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
 	// updated_at is assigned first: it must compare with the old acked_seq.
-	_, err := s.db.ExecContext(ctx, `INSERT INTO devices (uid, device_id, acked_seq, updated_at)
-VALUES (?, ?, ?, NOW(3))
+	const head = "INSERT INTO devices (uid, device_id, acked_seq, updated_at) VALUES "
+	const tail = `
 ON DUPLICATE KEY UPDATE
   updated_at = IF(VALUES(acked_seq) > acked_seq, VALUES(updated_at), updated_at),
-  acked_seq = GREATEST(acked_seq, VALUES(acked_seq))`, uid, deviceID, seq)
-	if err != nil {
-		return fmt.Errorf("set acked uid=%s device=%s: %w", uid, deviceID, err)
+  acked_seq = GREATEST(acked_seq, VALUES(acked_seq))`
+	for chunk := range slices.Chunk(cursors, maxKeysPerQuery) {
+		args := make([]any, 0, 3*len(chunk))
+		for _, c := range chunk {
+			args = append(args, c.UserID, c.DeviceID, c.Seq)
+		}
+		if _, err := tx.ExecContext(ctx, head+placeholders(len(chunk), "(?,?,?,NOW(3))", ",")+tail, args...); err != nil {
+			return fmt.Errorf("set acked cursors=%d: %w", len(chunk), err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("set acked: commit: %w", err)
 	}
 	return nil
 }

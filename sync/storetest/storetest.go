@@ -470,7 +470,7 @@ func (s suite) testSetAcked(t *testing.T) {
 	}
 	set := func(uid, dev string, seq uint64) {
 		t.Helper()
-		if err := st.SetAcked(ctx(t), uid, dev, seq); err != nil {
+		if err := st.SetAcked(ctx(t), []mailbox.Cursor{{UserID: uid, DeviceID: dev, Seq: seq}}); err != nil {
 			t.Fatalf("SetAcked(%s, %s, %d) = %v; want nil", uid, dev, seq, err)
 		}
 	}
@@ -488,11 +488,41 @@ func (s suite) testSetAcked(t *testing.T) {
 	acked("alice", "laptop", 0)
 	acked("bob", "phone", 0)
 	acked("alice", "Phone", 0)
+
 	set("alice", "laptop", 2)
 	acked("alice", "laptop", 2)
 	acked("alice", "phone", 9)
 	set("bob", "phone", 1<<40)
 	acked("bob", "phone", 1<<40)
+
+	// Many in one call: new, raised, lowered (ignored), and one pair twice.
+	many := []mailbox.Cursor{
+		{UserID: "fay", DeviceID: "laptop", Seq: 4},
+		{UserID: "fay", DeviceID: "phone", Seq: 12},
+		{UserID: "gus", DeviceID: "phone", Seq: 2},
+		{UserID: "gus", DeviceID: "phone", Seq: 7},
+		{UserID: "gus", DeviceID: "phone", Seq: 3},
+		{UserID: "carol", DeviceID: "tab", Seq: 1},
+	}
+	if err := st.SetAcked(ctx(t), many); err != nil {
+		t.Fatalf("SetAcked(%d cursors) = %v; want nil", len(many), err)
+	}
+	acked("fay", "laptop", 4)
+	acked("fay", "phone", 12)
+	acked("gus", "phone", 7)
+	acked("carol", "tab", 1)
+	if err := st.SetAcked(ctx(t), []mailbox.Cursor{{UserID: "fay", DeviceID: "phone", Seq: 8}, {UserID: "dave", DeviceID: "x", Seq: 5}}); err != nil {
+		t.Fatalf("SetAcked = %v; want nil", err)
+	}
+	acked("fay", "phone", 12)
+	acked("dave", "x", 5)
+	if err := st.SetAcked(ctx(t), nil); err != nil {
+		t.Errorf("SetAcked(nil) = %v; want nil", err)
+	}
+	if err := st.SetAcked(ctx(t), []mailbox.Cursor{{UserID: "erin", DeviceID: "ok", Seq: 1}, {UserID: "", DeviceID: "x", Seq: 1}}); err == nil {
+		t.Errorf("SetAcked with an empty user id = nil; want an error")
+	}
+	acked("erin", "ok", 0)
 }
 
 func (s suite) testManyUsers(t *testing.T) {
@@ -695,7 +725,7 @@ func (s suite) testReopen(t *testing.T) {
 	appendOK(t, st, mailbox.Append{UserID: "alice", Items: []mailbox.Item{
 		{Message: msg("a1")}, {Message: msg("a2"), ClientKey: "phone/c2", Outbox: []byte("a2\x00\xff")},
 	}})
-	if err := st.SetAcked(ctx(t), "alice", "phone", 2); err != nil {
+	if err := st.SetAcked(ctx(t), []mailbox.Cursor{{UserID: "alice", DeviceID: "phone", Seq: 2}}); err != nil {
 		t.Fatalf("SetAcked = %v; want nil", err)
 	}
 	before := outboxAll(t, st)
@@ -740,7 +770,7 @@ func (s suite) testClose(t *testing.T) {
 	if _, err := st.Fetch(c, "alice", 0, 10, 10); !errors.Is(err, mailbox.ErrClosed) {
 		t.Errorf("Fetch after Close error = %v; want ErrClosed", err)
 	}
-	if err := st.SetAcked(c, "alice", "phone", 1); !errors.Is(err, mailbox.ErrClosed) {
+	if err := st.SetAcked(c, []mailbox.Cursor{{UserID: "alice", DeviceID: "phone", Seq: 1}}); !errors.Is(err, mailbox.ErrClosed) {
 		t.Errorf("SetAcked after Close error = %v; want ErrClosed", err)
 	}
 	if _, err := st.Acked(c, "alice", "phone"); !errors.Is(err, mailbox.ErrClosed) {

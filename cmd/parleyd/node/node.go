@@ -135,7 +135,8 @@ type Node struct {
 	log *slog.Logger
 
 	natsSrv *server.Server // nil with an external NATS
-	nc      *nats.Conn
+	nc      *nats.Conn     // the logic role's, and the edge's when it runs alone
+	edgeNC  *nats.Conn     // the edge role's: nc, or its own beside the logic role
 	store   mailbox.Store
 	dir     directory.Store
 	host    *host.Host
@@ -203,10 +204,25 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			log.Info("embedded NATS listening", "url", natsURL)
 		}
 	}
-	n.nc, err = nats.Connect(natsURL, nats.Name("parleyd "+cfg.EdgeID), nats.MaxReconnects(-1),
-		nats.ReconnectBufSize(64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("connect nats %s: %w", natsURL, err)
+	connect := func(name string) (*nats.Conn, error) {
+		nc, err := nats.Connect(natsURL, nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectBufSize(64<<20))
+		if err != nil {
+			return nil, fmt.Errorf("connect nats %s: %w", natsURL, err)
+		}
+		return nc, nil
+	}
+	if n.nc, err = connect("parleyd " + cfg.EdgeID); err != nil {
+		return nil, err
+	}
+	n.edgeNC = n.nc
+	if cfg.runs(RoleLogic) && cfg.runs(RoleEdge) {
+		// Each role on its own connection, as in separate processes: a
+		// connection is one reader goroutine in the client and one in the
+		// server, which one connection for both roles made the bottleneck
+		// of the p2p load (docs/PERFORMANCE.md).
+		if n.edgeNC, err = connect("parleyd " + cfg.EdgeID + " edge"); err != nil {
+			return nil, err
+		}
 	}
 	if err := checkMapping(n.nc, cfg.Shards); err != nil {
 		return nil, fmt.Errorf("--nats-url %s: %w", natsURL, err)
@@ -324,7 +340,7 @@ func (n *Node) startEdge(ctx context.Context) (err error) {
 		return err
 	}
 	n.hub, err = edge.NewHub(edge.HubConfig{
-		EdgeID: cfg.EdgeID, NATS: n.nc, Verifier: verifier,
+		EdgeID: cfg.EdgeID, NATS: n.edgeNC, Verifier: verifier,
 		SignInTimeout: cfg.SignInTimeout, IdleTimeout: cfg.IdleTimeout, MaxBodySize: cfg.MaxBodySize,
 		Rooms: n.roomConfig(), SignInRate: cfg.SignInRate, SignInBurst: cfg.SignInBurst,
 		RoomSendRate: cfg.SendRate, RoomSendBurst: cfg.SendBurst, Logger: log,
@@ -448,6 +464,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	}
 	if n.host != nil {
 		errs = append(errs, n.host.Shutdown(ctx))
+	}
+	if n.edgeNC != nil && n.edgeNC != n.nc {
+		errs = append(errs, n.edgeNC.Drain())
 	}
 	if n.nc != nil {
 		errs = append(errs, n.nc.Drain())
