@@ -49,6 +49,7 @@ func run(args []string) error {
 	fs.DurationVar(&cfg.IdleTimeout, "idle-timeout", 90*time.Second, "close connections silent for this long")
 	fs.IntVar(&cfg.MaxFrameSize, "max-frame", 64<<10, "largest client frame in bytes")
 	fs.IntVar(&cfg.MaxBodySize, "max-body", 32<<10, "largest message body in bytes")
+	fs.IntVar(&cfg.CommitWorkers, "commit-workers", 0, "mailbox transactions in flight at once (default 1 embedded, 2 MySQL; more for a distant database)")
 	fs.BoolVar(&cfg.Pprof, "pprof", false, "serve /debug/pprof/ on the HTTP listener")
 	roles := fs.String("roles", "edge,logic", "roles of this process: edge (client listeners), logic (actors, directory, server API), or both")
 	fs.StringVar(&cfg.APIKey, "api-key", "", "server API key for NATS and HTTP (default: the development key with the development secret, else the API is off)")

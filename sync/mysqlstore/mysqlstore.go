@@ -163,13 +163,19 @@ func (s *Store) Append(ctx context.Context, batch []mailbox.Append) ([]mailbox.A
 		return []mailbox.AppendResult{}, nil
 	}
 	for attempt := 1; ; attempt++ {
-		// The first attempt looks up no msg id or client key: duplicates are
-		// rare (a resend after a lost ack, a redelivery), and the unique
-		// keys refuse one anyway, which sends the append to the next
-		// attempt, which looks them up.
+		// The first attempt trusts After and looks up no msg id or client
+		// key: conflicts and duplicates are rare (a zombie writer; a resend
+		// after a lost ack, a redelivery), and the keys refuse them anyway
+		// (a seq taken, a msg id or client key stored), which sends the
+		// append to the next attempt, which reads the max seqs and looks
+		// the ids up. The first attempt only checks that each mailbox has
+		// its After seq, which the keys cannot tell.
 		res, err := s.appendTx(ctx, batch, attempt > 1)
 		if err == nil {
 			return res, nil
+		}
+		if errors.Is(err, errNotAtAfter) {
+			continue // the careful attempt reports the conflict
 		}
 		var me *mysql.MySQLError
 		if attempt < maxAttempts+1 && errors.As(err, &me) && (me.Number == errDupEntry || me.Number == errDeadlock) && ctx.Err() == nil {
@@ -217,15 +223,17 @@ func (s *Store) appendTx(ctx context.Context, batch []mailbox.Append, lookup boo
 		}
 	}()
 
-	last, err := maxSeqs(ctx, tx, batch)
-	if err != nil {
-		return nil, err
-	}
+	var last map[string]uint64
 	byID, byKey := map[userID]stored{}, map[userID]stored{}
 	if lookup {
+		if last, err = maxSeqs(ctx, tx, batch); err != nil {
+			return nil, err
+		}
 		if byID, byKey, err = existing(ctx, tx, batch); err != nil {
 			return nil, err
 		}
+	} else if last, err = haveAfter(ctx, tx, batch); err != nil {
+		return nil, err
 	}
 
 	results := make([]mailbox.AppendResult, len(batch))
@@ -329,6 +337,47 @@ func maxSeqs(ctx context.Context, tx *sql.Tx, batch []mailbox.Append) (map[strin
 		if err := rows.Err(); err != nil {
 			return nil, fmt.Errorf("read max seqs: %w", err)
 		}
+	}
+	return last, nil
+}
+
+// errNotAtAfter says some mailbox of the batch has no entry at its After
+// seq (it ends before it): the careful attempt reports the conflict.
+var errNotAtAfter = errors.New("a mailbox ends before its After seq")
+
+// haveAfter returns every user's After, after checking that the mailbox
+// holds that seq (an After beyond the mailbox's end would leave a gap; one
+// before its end makes the INSERT collide with the primary key). One
+// statement of primary key lookups per maxKeysPerQuery users.
+func haveAfter(ctx context.Context, tx *sql.Tx, batch []mailbox.Append) (map[string]uint64, error) {
+	last := make(map[string]uint64, len(batch))
+	var pairs []any
+	want := 0
+	for i := range batch {
+		a := &batch[i]
+		if prev, ok := last[a.UserID]; ok {
+			if prev != a.After {
+				return nil, errNotAtAfter // one user twice with different Afters: let the careful path sort it out
+			}
+			continue
+		}
+		last[a.UserID] = a.After
+		if a.After > 0 {
+			pairs = append(pairs, a.UserID, a.After)
+			want++
+		}
+	}
+	found := 0
+	for chunk := range slices.Chunk(pairs, 2*maxKeysPerQuery) {
+		var n int
+		q := "SELECT COUNT(*) FROM mailbox FORCE INDEX (PRIMARY) WHERE (uid, seq) IN (" + placeholders(len(chunk)/2, "(?,?)", ",") + ")"
+		if err := tx.QueryRowContext(ctx, q, chunk...).Scan(&n); err != nil {
+			return nil, fmt.Errorf("check after seqs: %w", err)
+		}
+		found += n
+	}
+	if found != want {
+		return nil, errNotAtAfter
 	}
 	return last, nil
 }

@@ -85,6 +85,12 @@ type Config struct {
 	// Pprof serves net/http/pprof under /debug/pprof/ on the HTTP listener.
 	// Off by default: profiles expose internals.
 	Pprof bool
+	// CommitWorkers is the number of mailbox transactions in flight at
+	// once; zero means 1 with the embedded store (it has one writer) and 2
+	// with MySQL. More overlap more round trips to a distant database, but
+	// each commits a smaller batch: on one 2-core machine with MariaDB
+	// beside it, 2 carried the most (docs/PERFORMANCE.md).
+	CommitWorkers int
 	// ActorIdleTimeout passivates a user actor with no online device after
 	// this long without messages; zero means 2 minutes.
 	ActorIdleTimeout time.Duration
@@ -285,9 +291,9 @@ func (n *Node) startLogic(ctx context.Context) (err error) {
 
 	n.dir = n.store.(directory.Store) // both stores hold the directory too
 
-	workers := 1
-	if _, ok := n.store.(*mysqlstore.Store); ok {
-		workers = 4
+	workers := cfg.CommitWorkers
+	if _, ok := n.store.(*mysqlstore.Store); ok && workers <= 0 {
+		workers = 2
 	}
 	n.host, err = host.New(host.Config{
 		NATS: n.nc, Store: n.store, Directory: n.dir, Shards: cfg.Shards, CommitWorkers: workers,
