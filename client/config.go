@@ -123,8 +123,11 @@ type Config struct {
 	// Logger receives the client's logs. Nil means discard.
 	Logger *slog.Logger
 
-	// dialTCP replaces net.Dialer for the TCP transport in tests.
-	dialTCP func(ctx context.Context, addr string) (net.Conn, error)
+	// NetDial, if set, opens the network connection for either transport
+	// (the TCP connection itself, or the one under the WebSocket), with
+	// network "tcp": for a proxy, socket options of your own, or a
+	// connection wrapper in tests. Nil means a net.Dialer.
+	NetDial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // endpoint is a parsed Config.Addr.

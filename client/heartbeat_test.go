@@ -21,7 +21,7 @@ func TestHeartbeatTimeoutReconnects(t *testing.T) {
 			Token:    "tok:bob",
 			DeviceID: "b1",
 			Logger:   testLogger(t),
-			dialTCP: func(context.Context, string) (net.Conn, error) {
+			NetDial: func(context.Context, string, string) (net.Conn, error) {
 				a, b := net.Pipe()
 				go s.serveTCP(b)
 				return a, nil

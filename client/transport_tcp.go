@@ -47,8 +47,8 @@ var _ transport = (*tcpTransport)(nil)
 func dialTCP(ctx context.Context, cfg *Config, addr string) (transport, error) {
 	var nc net.Conn
 	var err error
-	if cfg.dialTCP != nil {
-		nc, err = cfg.dialTCP(ctx, addr)
+	if cfg.NetDial != nil {
+		nc, err = cfg.NetDial(ctx, "tcp", addr)
 	} else {
 		var d net.Dialer
 		nc, err = d.DialContext(ctx, "tcp", addr)

@@ -35,6 +35,7 @@ func dialWS(ctx context.Context, cfg *Config, url string) (transport, error) {
 	d := websocket.Dialer{
 		HandshakeTimeout: cfg.RequestTimeout,
 		Subprotocols:     []string{want},
+		NetDialContext:   cfg.NetDial,
 	}
 	c, resp, err := d.DialContext(ctx, url, nil)
 	if err != nil {

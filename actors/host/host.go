@@ -72,18 +72,19 @@ type Config struct {
 
 // Host owns the actors of this node.
 type Host struct {
-	cfg     Config
-	log     *slog.Logger
-	system  *actor.ActorSystem
-	env     *user.Env
-	commit  *mailbox.Committer
-	cursors *mailbox.CursorWriter
-	outbox  *delivery.Outbox
-	social  *social.Directory
-	ids     *msgid.Gen
-	call    func(ctx context.Context, uid, method, params string) (string, error)
-	ioSem   chan struct{} // read slots
-	ioWG    sync.WaitGroup
+	cfg        Config
+	log        *slog.Logger
+	system     *actor.ActorSystem
+	dispatcher actor.Dispatcher // user actors' mailboxes run on its pooled goroutines
+	env        *user.Env
+	commit     *mailbox.Committer
+	cursors    *mailbox.CursorWriter
+	outbox     *delivery.Outbox
+	social     *social.Directory
+	ids        *msgid.Gen
+	call       func(ctx context.Context, uid, method, params string) (string, error)
+	ioSem      chan struct{} // read slots
+	ioWG       sync.WaitGroup
 
 	mu       sync.Mutex // guards the following
 	actors   map[string]*actor.PID
@@ -146,6 +147,7 @@ func New(cfg Config) (*Host, error) {
 	}
 	actorLog := slog.New(levelFloor{log.With("component", "protoactor").Handler(), slog.LevelWarn})
 	h.system = actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return actorLog }))
+	h.dispatcher = newPooledDispatcher(300, 10*time.Second)
 	return h, nil
 }
 
@@ -443,7 +445,7 @@ func (h *Host) send(uid string, msg any) {
 			waitOn = ch
 		}
 		env := h.env
-		pid = h.system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return user.New(uid, env, waitOn) }))
+		pid = h.system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return user.New(uid, env, waitOn) }, actor.WithDispatcher(h.dispatcher)))
 		h.actors[uid] = pid
 	}
 	h.mu.Unlock()

@@ -3,6 +3,7 @@ package scenario
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync/atomic"
 	"time"
 
@@ -12,8 +13,8 @@ import (
 )
 
 // StormConfig configures the storm scenario: Clients devices (one user
-// each) connected through a loopback proxy; Backlog messages to each are
-// pushed into the void (the proxy discards what the server sends), then
+// each) connected through a wire (see wire); Backlog messages to each are
+// pushed into the void (the wire discards what the server sends), then
 // every connection is cut at once, and the SDK clients reconnect, sign in
 // and sync what they missed, all at the same time.
 type StormConfig struct {
@@ -49,18 +50,21 @@ func (c *StormConfig) defaults() {
 	}
 }
 
+// lateK is the number of fresh devices that sign in right after the storm.
+const lateK = 100
+
 // Storm runs the storm scenario.
 func Storm(ctx context.Context, cfg StormConfig) (*Result, error) {
 	cfg.defaults()
 	start := time.Now()
 	var clampMsg string
 	if cfg.Addr == "" {
-		// client + proxy (2) + server sockets per device, and measured: EMFILE
-		// at ~3,334 devices under a 20,000 limit, so 6 (sockets of a device's
-		// previous connection are still closing while the next one opens).
-		cfg.Clients, clampMsg = clampByFiles("storm clients", cfg.Clients, 6, reserveFilesInProcess+2*cfg.Senders)
+		// The client's socket and the server's, and the server's of a
+		// device's previous connection may still be closing while the next
+		// one opens.
+		cfg.Clients, clampMsg = clampByFiles("storm clients", cfg.Clients, 3, reserveFilesInProcess+2*cfg.Senders+lateK)
 	} else {
-		cfg.Clients, clampMsg = clampByFiles("storm clients", cfg.Clients, 3, reserveFiles+cfg.Senders)
+		cfg.Clients, clampMsg = clampByFiles("storm clients", cfg.Clients, 1, reserveFiles+cfg.Senders+lateK)
 	}
 	if clampMsg != "" && cfg.Progress != nil {
 		fmt.Fprintln(cfg.Progress, "storm:", clampMsg)
@@ -75,19 +79,11 @@ func Storm(ctx context.Context, cfg StormConfig) (*Result, error) {
 		res.note("%s", clampMsg)
 	}
 	n := cfg.Clients
-	upstream, err := hostPort(t.addr)
-	if err != nil {
-		return nil, err
-	}
-	px, err := startProxy(upstream)
-	if err != nil {
-		return nil, err
-	}
-	defer px.close()
-	viaProxy := withHostPort(t.addr, px.addr())
+	w := newWire()
+	failures := newFailureCounter()
 	senderUID := func(i int32) string { return t.user("s", int(i)) }
 
-	// Connect the devices through the proxy. TokenFunc runs on every
+	// Connect the devices through the wire. TokenFunc runs on every
 	// connect, so it counts reconnect attempts.
 	var dropped atomic.Bool
 	var attempts atomic.Int64
@@ -98,7 +94,9 @@ func Storm(ctx context.Context, cfg StormConfig) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		return t.dial(ctx, viaProxy, t.user("u", i), "d", func(c *client.Config) {
+		return t.dial(ctx, "", t.user("u", i), "d", func(c *client.Config) {
+			c.NetDial = w.dial
+			c.Logger = slog.New(failures)
 			c.Token = ""
 			c.TokenFunc = func(context.Context) (string, error) {
 				if dropped.Load() {
@@ -127,8 +125,8 @@ func Storm(ctx context.Context, cfg StormConfig) (*Result, error) {
 		recvs[i] = newReceiver(recipients[i], c, nil, senderUID)
 	}
 
-	// 1. The backlog: every push is swallowed by the proxy.
-	px.setBlackhole(true)
+	// 1. The backlog: every push is swallowed by the wire.
+	w.setBlackhole(true)
 	run := newSendRun(sendPlan{
 		senders: senders, recipients: recipients, to: func(_ int, ticket int64) int { return int(ticket % int64(n)) },
 		inflight: cfg.Inflight, window: cfg.Duration, count: int64(n * cfg.Backlog), size: minBodySize,
@@ -144,7 +142,7 @@ func Storm(ctx context.Context, cfg StormConfig) (*Result, error) {
 	// pushed into the void), at most 10s.
 	quietBy := time.Now().Add(10 * time.Second)
 	for time.Now().Before(quietBy) {
-		last := px.lastDiscard.Load()
+		last := w.lastDiscard.Load()
 		if last != 0 && time.Since(time.Unix(0, last)) > 300*time.Millisecond {
 			break
 		}
@@ -160,9 +158,10 @@ func Storm(ctx context.Context, cfg StormConfig) (*Result, error) {
 
 	// 2. The storm.
 	t0 := time.Now()
-	acceptedBefore := px.accepted.Load()
+	dialedBefore := w.dialed.Load()
 	dropped.Store(true)
-	cut := px.dropAll()
+	cut := w.dropAll()
+	cutTook := time.Since(t0)
 	stop = progress(cfg.Progress, "storm", func() string {
 		synced := 0
 		for _, r := range recvs {
@@ -170,8 +169,8 @@ func Storm(ctx context.Context, cfg StormConfig) (*Result, error) {
 				synced++
 			}
 		}
-		return fmt.Sprintf("after the cut: %d reconnect attempts, %d proxied connections, %d of %d synced",
-			attempts.Load(), px.conns(), synced, n)
+		return fmt.Sprintf("after the cut: %d reconnect attempts, %d connections open, %d of %d synced",
+			attempts.Load(), w.open(), synced, n)
 	})
 	wctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	recovered := waitAll(wctx, waits)
@@ -208,7 +207,7 @@ func Storm(ctx context.Context, cfg StormConfig) (*Result, error) {
 	// to read the store take while the server digests the storm (the acks
 	// of every device, for one)?
 	late := hist.New()
-	lateReport, lateErr := lateDevices(ctx, t, recipients, expected, senderUID, min(n, 100), late)
+	lateReport, lateErr := lateDevices(ctx, t, recipients, expected, senderUID, min(n, lateK), late)
 
 	// Verify: every device syncs once more (all at once, right after the
 	// storm) and its whole stream is checked.
@@ -226,10 +225,11 @@ func Storm(ctx context.Context, cfg StormConfig) (*Result, error) {
 	res.metric("devices", float64(n), "")
 	res.metric("backlog per device (lost on the wire)", float64(cfg.Backlog), "msgs")
 	res.metric("backlog sent (acked)", float64(run.acked.Load()), "msgs")
-	res.metric("pushes discarded by the proxy", float64(px.discarded.Load())/1024, "KiB")
+	res.metric("pushes discarded on the wire", float64(w.discarded.Load())/1024, "KiB")
 	res.metric("connections cut at once", float64(cut), "")
+	res.metric("closing them took (their clients see it when all are closed)", cutTook.Seconds()*1000, "ms")
 	res.metric("reconnect attempts", float64(attempts.Load()), "")
-	res.metric("connections accepted after the cut", float64(px.accepted.Load()-acceptedBefore), "")
+	res.metric("connections opened after the cut", float64(w.dialed.Load()-dialedBefore), "")
 	res.metric("devices signed in and synced", float64(recovered), "")
 	if recovered == n {
 		res.metric("time until all signed in and synced", last.Sub(t0).Seconds(), "s")
@@ -246,11 +246,14 @@ func Storm(ctx context.Context, cfg StormConfig) (*Result, error) {
 	res.latency("fresh device right after: sign-in → mailbox synced", late)
 
 	res.check("backlog sends", run.failed.Load() == 0, "%d acked, %d failed%s", run.acked.Load(), run.failed.Load(), firstOf(run.sendErrors()))
-	res.check("backlog missed before the cut", early == 0, "%d backlog messages reached devices before the cut (want 0: the proxy discards pushes)", early)
+	res.check("backlog missed before the cut", early == 0, "%d backlog messages reached devices before the cut (want 0: the wire discards pushes)", early)
 	res.check("all recovered", recovered == n, "%d of %d devices signed in and synced within %v", recovered, n, cfg.Duration)
 	res.check("no client stopped", stopped == 0, "%d clients stopped for good%s", stopped, errSuffix(stoppedErr))
 	res.check("exactly once, in order", report.OK(), "%s", report)
 	res.check("fresh devices after the storm", lateErr == nil && lateReport.OK(), "%d devices: %s%s", late.Count(), lateReport, errSuffix(lateErr))
+	if sum := failures.summary(); sum != "" {
+		res.note("reconnect attempts that failed and were retried by the SDK: %s", sum)
+	}
 	res.note("the SDK reconnects with full jitter: the first attempt waits a random 0–100ms (MinBackoff)")
 	return res.finish(start), nil
 }

@@ -355,19 +355,6 @@ func hostPort(addr string) (string, error) {
 	return u.Host, nil
 }
 
-// withHostPort returns addr with its host:port replaced by hp.
-func withHostPort(addr, hp string) string {
-	if !strings.Contains(addr, "://") {
-		return hp
-	}
-	u, err := url.Parse(addr)
-	if err != nil {
-		return addr
-	}
-	u.Host = hp
-	return u.String()
-}
-
 func randHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)

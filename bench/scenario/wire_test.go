@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"context"
 	"io"
 	"net"
 	"testing"
@@ -37,47 +38,46 @@ func roundTrip(c net.Conn, msg string) (string, error) {
 	return string(buf), err
 }
 
-func TestProxy(t *testing.T) {
-	px, err := startProxy(echoServer(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer px.close()
-	c, err := net.Dial("tcp", px.addr())
+func TestWire(t *testing.T) {
+	addr := echoServer(t)
+	w := newWire()
+	ctx := context.Background()
+	c, err := w.dial(ctx, "tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	if got, err := roundTrip(c, "hello"); err != nil || got != "hello" {
-		t.Fatalf("forward: got %q, %v; want hello", got, err)
+		t.Fatalf("pass: got %q, %v; want hello", got, err)
 	}
 
-	px.setBlackhole(true)
+	w.setBlackhole(true)
 	if got, err := roundTrip(c, "void"); err == nil {
 		t.Fatalf("blackhole: got %q; want a read timeout", got)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for px.discarded.Load() < 4 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if px.discarded.Load() != 4 {
-		t.Errorf("discarded %d bytes; want 4", px.discarded.Load())
+	if w.discarded.Load() != 4 {
+		t.Errorf("discarded %d bytes; want 4", w.discarded.Load())
 	}
 
-	if n := px.dropAll(); n != 1 {
+	if n := w.dropAll(); n != 1 {
 		t.Errorf("dropAll closed %d connections; want 1", n)
 	}
-	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
 	if _, err := c.Read(make([]byte, 1)); err == nil {
 		t.Errorf("read after dropAll succeeded; want the connection closed")
 	}
-	// New connections after the drop forward again.
-	c2, err := net.Dial("tcp", px.addr())
+	if n := w.open(); n != 0 {
+		t.Errorf("%d connections open after dropAll; want 0", n)
+	}
+	// New connections after the drop pass again.
+	c2, err := w.dial(ctx, "tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c2.Close()
 	if got, err := roundTrip(c2, "again"); err != nil || got != "again" {
 		t.Fatalf("after drop: got %q, %v; want again", got, err)
+	}
+	if n := w.dialed.Load(); n != 2 {
+		t.Errorf("dialed = %d; want 2", n)
 	}
 }
