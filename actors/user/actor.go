@@ -44,13 +44,6 @@ type Deliver struct {
 	Done     func(error)
 }
 
-// session is one signed-in device's current connection.
-type session struct {
-	edgeID   string
-	connID   uint64
-	platform string
-}
-
 // op is one item on its way into the mailbox.
 type op struct {
 	item       mailbox.Item
@@ -95,7 +88,7 @@ type Actor struct {
 
 	loaded    bool
 	committed uint64 // highest committed seq
-	devices   map[string]session
+	devices   devices
 
 	pending  []*op // waiting for the next append
 	inflight []*op // in the append in flight; nil when none
@@ -212,11 +205,10 @@ func (a *Actor) up(ctx actor.Context, m *buspb.Up) {
 	case *buspb.Up_Online:
 		a.online(m, op.Online)
 	case *buspb.Up_Offline:
-		if s, ok := a.devices[m.DeviceId]; ok && s.edgeID == m.EdgeId && s.connID == m.ConnId {
-			delete(a.devices, m.DeviceId)
-			a.env.Events.Publish("device", a.uid, events.Device{Type: "device.offline", User: a.uid, Device: m.DeviceId,
-				Edge: m.EdgeId, Platform: s.platform, AtMs: time.Now().UnixMilli()})
-		}
+		gone := a.devices.removeIf(func(s session) bool {
+			return s.deviceID == m.DeviceId && s.edgeID == m.EdgeId && s.connID == m.ConnId
+		})
+		a.offline(gone)
 	case *buspb.Up_Send:
 		a.send(ctx, m, to, op.Send)
 	case *buspb.Up_Sync:
@@ -232,13 +224,6 @@ func (a *Actor) up(ctx actor.Context, m *buspb.Up) {
 	}
 }
 
-func (a *Actor) setSession(device string, s session) {
-	if a.devices == nil {
-		a.devices = make(map[string]session, 1)
-	}
-	a.devices[device] = s
-}
-
 // online makes the connection the device's current session. A second
 // sign-in of the same device replaces the first: the old connection is closed
 // with REPLACED, and its later Offline (which names the old connection) is
@@ -248,19 +233,19 @@ func (a *Actor) online(m *buspb.Up, on *buspb.Online) {
 		// A connection re-announced after a logic restart: register it
 		// unless the device has a session already (the same one, or a
 		// newer one), and answer nothing: it signed in long ago.
-		if _, ok := a.devices[m.DeviceId]; !ok {
-			a.setSession(m.DeviceId, session{edgeID: m.EdgeId, connID: m.ConnId, platform: on.Platform})
+		if _, ok := a.devices.get(m.DeviceId); !ok {
+			a.devices.set(session{deviceID: m.DeviceId, edgeID: m.EdgeId, connID: m.ConnId, platform: on.Platform})
 		}
 		return
 	}
-	if old, ok := a.devices[m.DeviceId]; ok && (old.edgeID != m.EdgeId || old.connID != m.ConnId) {
+	if old, ok := a.devices.get(m.DeviceId); ok && (old.edgeID != m.EdgeId || old.connID != m.ConnId) {
 		a.env.Down(old.edgeID, &buspb.Down{
 			ConnIds:      []uint64{old.connID},
 			CloseCode:    wirepb.ErrorCode_ERROR_CODE_REPLACED,
 			CloseMessage: "this device signed in on another connection",
 		})
 	}
-	a.setSession(m.DeviceId, session{edgeID: m.EdgeId, connID: m.ConnId, platform: on.Platform})
+	a.devices.set(session{deviceID: m.DeviceId, edgeID: m.EdgeId, connID: m.ConnId, platform: on.Platform})
 	a.env.Events.Publish("device", a.uid, events.Device{Type: "device.online", User: a.uid, Device: m.DeviceId,
 		Edge: m.EdgeId, Platform: on.Platform, AtMs: time.Now().UnixMilli()})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -588,22 +573,15 @@ func (a *Actor) push(items []pushItem) {
 	if len(items) == 0 || len(a.devices) == 0 {
 		return
 	}
-	conns := make(map[string][]uint64, 1)
 	for _, it := range items {
 		frame, err := proto.Marshal(&wirepb.Frame{Body: &wirepb.Frame_Push{Push: &wirepb.Push{Message: it.msg}}})
 		if err != nil {
 			a.logger().Error("encode push failed", "err", err)
 			continue
 		}
-		clear(conns)
-		for _, s := range a.devices {
-			if s.edgeID != it.skip.edgeID || s.connID != it.skip.connID {
-				conns[s.edgeID] = append(conns[s.edgeID], s.connID)
-			}
-		}
-		for edgeID, ids := range conns {
+		a.devices.byEdge(it.skip, func(edgeID string, ids []uint64) {
 			a.env.Down(edgeID, &buspb.Down{ConnIds: ids, Frame: frame})
-		}
+		})
 	}
 }
 

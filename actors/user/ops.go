@@ -44,27 +44,29 @@ type EdgeGone struct {
 }
 
 func (a *Actor) edgeGone(g *EdgeGone) {
-	for id, s := range a.devices {
-		if s.edgeID == g.EdgeID {
-			delete(a.devices, id)
-			a.env.Events.Publish("device", a.uid, events.Device{Type: "device.offline", User: a.uid, Device: id,
-				Edge: s.edgeID, Platform: s.platform, AtMs: time.Now().UnixMilli()})
-		}
+	a.offline(a.devices.removeIf(func(s session) bool { return s.edgeID == g.EdgeID }))
+}
+
+// offline announces the sessions that ended.
+func (a *Actor) offline(gone []session) {
+	for _, s := range gone {
+		a.env.Events.Publish("device", a.uid, events.Device{Type: "device.offline", User: a.uid, Device: s.deviceID,
+			Edge: s.edgeID, Platform: s.platform, AtMs: time.Now().UnixMilli()})
 	}
 }
 
 func (a *Actor) presence(q *PresenceQuery) {
 	out := make([]Device, 0, len(a.devices))
-	for id, s := range a.devices {
-		out = append(out, Device{DeviceID: id, EdgeID: s.edgeID, Platform: s.platform})
+	for _, s := range a.devices {
+		out = append(out, Device{DeviceID: s.deviceID, EdgeID: s.edgeID, Platform: s.platform})
 	}
 	q.Reply <- out
 }
 
 func (a *Actor) disconnect(d *Disconnect) {
 	n := 0
-	for id, s := range a.devices {
-		if d.DeviceID != "" && id != d.DeviceID {
+	for _, s := range a.devices {
+		if d.DeviceID != "" && s.deviceID != d.DeviceID {
 			continue
 		}
 		a.env.Down(s.edgeID, &buspb.Down{ConnIds: []uint64{s.connID}, CloseCode: d.Code, CloseMessage: d.Message})

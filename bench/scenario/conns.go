@@ -3,6 +3,9 @@ package scenario
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"runtime"
 	"time"
 
@@ -18,6 +21,12 @@ type ConnsConfig struct {
 	Conns int `json:"conns"`
 	// Parallel is the number of concurrent dials; zero means 64.
 	Parallel int `json:"parallel"`
+	// ServerHTTP is the HTTP address (host:port, loopback) of the external
+	// server in Common.Addr, started with --pprof: conns then collects its
+	// garbage through /debug/pprof/heap?gc=1 and reads its heap and stacks
+	// from /metrics, so it can measure the memory per connection of any
+	// parleyd, an edge-only one too. Empty: measured in-process only.
+	ServerHTTP string `json:"server_http,omitempty"`
 	// Common.Duration is how long the connections are held idle once all
 	// are open; zero means 5s.
 }
@@ -57,6 +66,42 @@ func sampleMem() memSample {
 	return memSample{heapInuse: ms.HeapInuse, stackInuse: ms.StackInuse, goroutines: runtime.NumGoroutine()}
 }
 
+// sampleRemote is sampleMem for an external server: it collects the
+// server's garbage (three times, as pprof's heap endpoint runs one GC per
+// request) and reads its memory gauges.
+func sampleRemote(ctx context.Context, t *target, httpAddr string) (memSample, error) {
+	for range 3 {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+"/debug/pprof/heap?gc=1", nil)
+		if err != nil {
+			return memSample{}, err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return memSample{}, fmt.Errorf("collect the server's garbage: %w", err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return memSample{}, fmt.Errorf("collect the server's garbage: %s answered %s (was it started with --pprof?)", httpAddr, resp.Status)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var m memSample
+	heap, err := t.serverGauge(ctx, "go_memstats_heap_inuse_bytes")
+	if err != nil {
+		return m, err
+	}
+	stack, err := t.serverGauge(ctx, "go_memstats_stack_inuse_bytes")
+	if err != nil {
+		return m, err
+	}
+	gs, err := t.serverGauge(ctx, "go_goroutines")
+	if err != nil {
+		return m, err
+	}
+	return memSample{heapInuse: uint64(heap), stackInuse: uint64(stack), goroutines: int(gs)}, nil
+}
+
 // Conns runs the conns scenario. With an in-process server the client side
 // runs in a child process (see RunAgent) so that the heap and stack delta is
 // the server's alone.
@@ -78,6 +123,13 @@ func Conns(ctx context.Context, cfg ConnsConfig) (*Result, error) {
 	}
 	defer t.close()
 	res := newResult("conns", t, configOf(cfg.Common, cfg))
+	remote := !t.inProcess() && cfg.ServerHTTP != ""
+	if remote {
+		if host, _, err := net.SplitHostPort(cfg.ServerHTTP); err != nil || !isLoopback(host) {
+			return nil, fmt.Errorf("--server-http %s: loopback only", cfg.ServerHTTP)
+		}
+		t.metrics = "http://" + cfg.ServerHTTP + "/metrics"
+	}
 	if clampMsg != "" {
 		res.note("%s", clampMsg)
 	}
@@ -114,6 +166,11 @@ func Conns(ctx context.Context, cfg ConnsConfig) (*Result, error) {
 		opened = rawOpen{failed: rep.Failed, errs: rep.Errors, lat: lat, elapsed: rep.Elapsed}
 		opened.conns = make([]*rawConn, rep.Connected) // placeholders: the agent holds them
 	} else {
+		if remote {
+			if before, err = sampleRemote(ctx, t, cfg.ServerHTTP); err != nil {
+				return nil, err
+			}
+		}
 		octx, cancel := context.WithTimeout(ctx, openTimeout)
 		opened = openRaw(octx, n, cfg.Parallel, func(ctx context.Context, i int) (*rawConn, error) {
 			tok, err := t.token(t.user("c", i))
@@ -137,7 +194,7 @@ func Conns(ctx context.Context, cfg ConnsConfig) (*Result, error) {
 	connected := len(opened.conns)
 
 	serverSees := func() string {
-		if !t.inProcess() {
+		if t.metrics == "" {
 			return "n/a"
 		}
 		v, err := t.serverGauge(ctx, "parley_edge_connections")
@@ -152,7 +209,13 @@ func Conns(ctx context.Context, cfg ConnsConfig) (*Result, error) {
 		// server counts them all, then measure.
 		waitGauge(ctx, t, "parley_edge_connections", float64(connected), 10*time.Second)
 		after = sampleMem()
-		memNote = fmt.Sprintf("server sees %s connections", serverSees())
+		memNote = fmt.Sprintf("the clients ran in a child process; server sees %s connections", serverSees())
+	} else if remote {
+		waitGauge(ctx, t, "parley_edge_connections", float64(connected), 10*time.Second)
+		if after, err = sampleRemote(ctx, t, cfg.ServerHTTP); err != nil {
+			return nil, err
+		}
+		memNote = fmt.Sprintf("the server at %s is its own process; it sees %s connections", cfg.ServerHTTP, serverSees())
 	}
 
 	// Hold them idle.
@@ -188,17 +251,17 @@ func Conns(ctx context.Context, cfg ConnsConfig) (*Result, error) {
 	res.metric("time to connect all", opened.elapsed.Seconds(), "s")
 	res.metric("connect rate", perSec(int64(connected), opened.elapsed.Seconds()), "conns/s")
 	res.metric("concurrent dials", float64(cfg.Parallel), "")
-	if t.inProcess() && connected > 0 {
+	if (t.inProcess() || remote) && connected > 0 {
 		heap := float64(after.heapInuse) - float64(before.heapInuse)
 		stack := float64(after.stackInuse) - float64(before.stackInuse)
 		res.metric("server heap in use, delta", heap/(1<<20), "MiB")
 		res.metric("server stacks in use, delta", stack/(1<<20), "MiB")
 		res.metric("server memory per connection", (heap+stack)/float64(connected), "B")
 		res.metric("server goroutines per connection", float64(after.goroutines-before.goroutines)/float64(connected), "")
-		res.note("memory per connection = (HeapInuse+StackInuse after − before, each after GC) / connections; it covers the edge session, the socket and the user's actor (every connection is a distinct user); the clients ran in a child process; %s", memNote)
+		res.note("memory per connection = (HeapInuse+StackInuse after − before, each after GC) / connections; it covers what that server process holds for a connection: the edge session and the socket, and the user's actor when it runs the logic role too (every connection is a distinct user); %s", memNote)
 	} else {
 		res.metric("server memory per connection", "n/a", "")
-		res.note("memory per connection is measured only with the in-process server (no --addr)")
+		res.note("memory per connection is measured with the in-process server, or with --server-http naming the external server's HTTP address (started with --pprof)")
 	}
 	res.metric("held idle", cfg.Duration.Seconds(), "s")
 	res.metric("alive after hold (ping answered)", float64(alive), "")

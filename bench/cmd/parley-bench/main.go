@@ -97,6 +97,7 @@ func run(args []string) int {
 		groups, members, rooms, replay, late                               int
 		rate, offline                                                      float64
 		duration                                                           time.Duration
+		serverHTTP                                                         string
 	)
 	// quick holds the --quick preset of each flag that has one.
 	quick := map[string]string{}
@@ -112,6 +113,7 @@ func run(args []string) int {
 		fs.IntVar(&conns, "conns", 10000, "idle connections (each a distinct user); lowered to fit the open-file limit")
 		fs.IntVar(&parallel, "parallel", 64, "concurrent dials")
 		fs.DurationVar(&duration, "duration", 5*time.Second, "how long to hold them idle")
+		fs.StringVar(&serverHTTP, "server-http", "", "with --addr: the server's HTTP address (host:port), started with --pprof, to measure its memory per connection")
 		quick = map[string]string{"conns": "8000", "duration": "3s"}
 	case "sync":
 		fs.IntVar(&messages, "messages", 200000, "messages to pre-load into the mailbox (K)")
@@ -218,7 +220,7 @@ func run(args []string) int {
 	case "p2p":
 		res, err = scenario.P2P(ctx, scenario.P2PConfig{Common: c.Common, Users: users, Rate: rate, Inflight: inflight, Size: size})
 	case "conns":
-		res, err = scenario.Conns(ctx, scenario.ConnsConfig{Common: c.Common, Conns: conns, Parallel: parallel})
+		res, err = scenario.Conns(ctx, scenario.ConnsConfig{Common: c.Common, Conns: conns, Parallel: parallel, ServerHTTP: serverHTTP})
 	case "sync":
 		res, err = scenario.Sync(ctx, scenario.SyncConfig{Common: c.Common, Messages: messages, Senders: senders, Inflight: inflight, Size: size})
 	case "storm":
