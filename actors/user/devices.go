@@ -57,19 +57,26 @@ func (d *devices) removeIf(drop func(session) bool) []session {
 }
 
 // byEdge calls f once per edge with the connections of that edge's
-// sessions, leaving out the connection skip (a sender's own).
+// sessions, in the order the edges first appear, leaving out the
+// connection skip (a sender's own).
 func (d devices) byEdge(skip replyTo, f func(edgeID string, connIDs []uint64)) {
-	skipped := func(s session) bool { return s.edgeID == skip.edgeID && s.connID == skip.connID }
-	for i, s := range d {
-		if skipped(s) || slices.ContainsFunc(d[:i], func(p session) bool { return p.edgeID == s.edgeID && !skipped(p) }) {
-			continue // skipped, or its edge was done
+	type edgeConns struct {
+		edgeID  string
+		connIDs []uint64
+	}
+	var edges []edgeConns
+	for _, s := range d {
+		if s.edgeID == skip.edgeID && s.connID == skip.connID {
+			continue
 		}
-		ids := []uint64{s.connID}
-		for _, n := range d[i+1:] {
-			if n.edgeID == s.edgeID && !skipped(n) {
-				ids = append(ids, n.connID)
-			}
+		i := slices.IndexFunc(edges, func(e edgeConns) bool { return e.edgeID == s.edgeID })
+		if i < 0 {
+			edges = append(edges, edgeConns{edgeID: s.edgeID})
+			i = len(edges) - 1
 		}
-		f(s.edgeID, ids)
+		edges[i].connIDs = append(edges[i].connIDs, s.connID)
+	}
+	for _, e := range edges {
+		f(e.edgeID, e.connIDs)
 	}
 }

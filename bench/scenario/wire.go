@@ -1,13 +1,8 @@
 package scenario
 
 import (
-	"cmp"
 	"context"
-	"fmt"
-	"log/slog"
 	"net"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -131,54 +126,4 @@ func (w *wire) open() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.conns)
-}
-
-// failureCounter is a slog.Handler for the devices' clients: it counts
-// their "reconnect failed" records by error, and drops everything else.
-type failureCounter struct {
-	mu     sync.Mutex
-	counts map[string]int
-}
-
-func newFailureCounter() *failureCounter { return &failureCounter{counts: map[string]int{}} }
-
-func (f *failureCounter) Enabled(context.Context, slog.Level) bool { return true }
-func (f *failureCounter) WithAttrs([]slog.Attr) slog.Handler       { return f }
-func (f *failureCounter) WithGroup(string) slog.Handler            { return f }
-
-func (f *failureCounter) Handle(_ context.Context, r slog.Record) error {
-	if r.Message != "reconnect failed" {
-		return nil
-	}
-	reason := "unknown"
-	r.Attrs(func(a slog.Attr) bool {
-		if a.Key == "err" {
-			reason = a.Value.String()
-			return false
-		}
-		return true
-	})
-	f.mu.Lock()
-	f.counts[reason]++
-	f.mu.Unlock()
-	return nil
-}
-
-// summary lists the reasons, most frequent first: "12× dial: …; 3× …".
-func (f *failureCounter) summary() string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	reasons := make([]string, 0, len(f.counts))
-	for r := range f.counts {
-		reasons = append(reasons, r)
-	}
-	slices.SortFunc(reasons, func(a, b string) int { return cmp.Or(cmp.Compare(f.counts[b], f.counts[a]), strings.Compare(a, b)) })
-	var b strings.Builder
-	for i, r := range reasons {
-		if i > 0 {
-			b.WriteString("; ")
-		}
-		fmt.Fprintf(&b, "%d× %s", f.counts[r], r)
-	}
-	return b.String()
 }

@@ -267,6 +267,9 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 // startLogic opens the store and starts the actor host and the server API.
 func (n *Node) startLogic(ctx context.Context) (err error) {
 	cfg, log := n.cfg, n.log
+	if cfg.CommitWorkers < 0 {
+		return fmt.Errorf("--commit-workers %d: must not be negative", cfg.CommitWorkers)
+	}
 	switch {
 	case cfg.Store == "" || cfg.Store == "embedded":
 		path := filepath.Join(cfg.DataDir, "parley.db")
@@ -292,7 +295,7 @@ func (n *Node) startLogic(ctx context.Context) (err error) {
 	n.dir = n.store.(directory.Store) // both stores hold the directory too
 
 	workers := cfg.CommitWorkers
-	if _, ok := n.store.(*mysqlstore.Store); ok && workers <= 0 {
+	if _, ok := n.store.(*mysqlstore.Store); ok && workers == 0 {
 		workers = 2
 	}
 	n.host, err = host.New(host.Config{
