@@ -2,17 +2,19 @@
 // (10.11+, strict mode), shared by every node of a cluster.
 //
 // The schema is schemas/migrations/mysql, applied at Open (see migrate.go).
-// One Append is one transaction: one query (per 500 users) reads the max seq
-// of every user in the batch, the store numbers the new items in memory, and
-// multi-row INSERTs write them, sorted by (uid, seq), then their outbox
-// entries (outbox.go), sorted by (uid, msg id). The first attempt assumes no
-// item is stored yet; when a unique key says otherwise, the retry first
-// finds the batch's msg ids and client keys already stored (two queries per
-// 500 items) and reports them as duplicates. The primary key
-// (uid, seq) is what keeps two writers of one mailbox (a zombie owner) from
-// reusing a seq: the loser's INSERT fails with a duplicate key, and the store
-// retries the whole transaction, which then reports ErrConflict for that
-// part only.
+// One Append is one transaction of three round trips: BEGIN; the statements,
+// sent together (script.go); COMMIT. The first attempt trusts each part's
+// After seq: one primary-key lookup per user checks that the mailbox holds
+// it, the store numbers the new items in memory, and multi-row INSERTs
+// write them, sorted by (uid, seq), then their outbox entries (outbox.go),
+// sorted by (uid, msg id). When a unique key says an item is stored
+// already, or a check comes up short, the careful retry reads the max seq of
+// every user in the batch (one query per 500 users) and finds the batch's
+// msg ids and client keys already stored (two queries per 500 items) and
+// reports them as duplicates. The primary key (uid, seq) is what keeps two
+// writers of one mailbox (a zombie owner) from reusing a seq: the loser's
+// INSERT fails with a duplicate key, and the store retries the whole
+// transaction, which then reports ErrConflict for that part only.
 package mysqlstore
 
 import (
@@ -80,8 +82,9 @@ type Store struct {
 // Open connects to the database named by dsn (a go-sql-driver/mysql DSN such
 // as "user:pass@tcp(127.0.0.1:3306)/parley"; see ParseURL for URLs), applies
 // the migrations it lacks and returns the store. The database must exist.
-// Open turns on interpolateParams (one round trip per statement) and sets a
-// 10s dial timeout when dsn has none.
+// Open turns on interpolateParams (one round trip per statement) and
+// multiStatements (several statements per round trip), and sets a 10s dial
+// timeout when dsn has none.
 func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	log := opts.Logger
 	if log == nil {
@@ -96,6 +99,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	}
 	log = log.With("store", "mysql", "addr", cfg.Addr, "db", cfg.DBName)
 	cfg.InterpolateParams = true
+	cfg.MultiStatements = true // an Append sends its statements together (script.go)
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 10 * time.Second
 	}
@@ -225,6 +229,8 @@ func (s *Store) appendTx(ctx context.Context, batch []mailbox.Append, lookup boo
 
 	var last map[string]uint64
 	byID, byKey := map[userID]stored{}, map[userID]stored{}
+	var check *statement // the fast path's check of the After seqs, sent with the inserts
+	want := 0
 	if lookup {
 		if last, err = maxSeqs(ctx, tx, batch); err != nil {
 			return nil, err
@@ -232,7 +238,7 @@ func (s *Store) appendTx(ctx context.Context, batch []mailbox.Append, lookup boo
 		if byID, byKey, err = existing(ctx, tx, batch); err != nil {
 			return nil, err
 		}
-	} else if last, err = haveAfter(ctx, tx, batch); err != nil {
+	} else if last, check, want, err = afterCheck(batch); err != nil {
 		return nil, err
 	}
 
@@ -287,11 +293,19 @@ func (s *Store) appendTx(ctx context.Context, batch []mailbox.Append, lookup boo
 	slices.SortFunc(rows, func(a, b row) int {
 		return cmp.Or(strings.Compare(a.uid, b.uid), cmp.Compare(a.seq, b.seq))
 	})
-	if err := insertRows(ctx, tx, rows); err != nil {
-		return nil, err
+	var stmts []statement
+	var found int
+	var counted *int // the check's count, when there is a check
+	if check != nil {
+		stmts, counted = append(stmts, *check), &found
 	}
-	if err := insertOutbox(ctx, tx, outbox, time.Now().UnixMilli()); err != nil {
-		return nil, err
+	stmts = append(stmts, insertRows(rows)...)
+	stmts = append(stmts, insertOutbox(outbox, time.Now().UnixMilli())...)
+	if err := runScript(ctx, tx, stmts, counted); err != nil {
+		return nil, fmt.Errorf("write mailbox rows: %w", err)
+	}
+	if check != nil && found != want {
+		return nil, errNotAtAfter
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
@@ -345,19 +359,20 @@ func maxSeqs(ctx context.Context, tx *sql.Tx, batch []mailbox.Append) (map[strin
 // seq (it ends before it): the careful attempt reports the conflict.
 var errNotAtAfter = errors.New("a mailbox ends before its After seq")
 
-// haveAfter returns every user's After, after checking that the mailbox
-// holds that seq (an After beyond the mailbox's end would leave a gap; one
-// before its end makes the INSERT collide with the primary key). One
-// statement of primary key lookups per maxKeysPerQuery users.
-func haveAfter(ctx context.Context, tx *sql.Tx, batch []mailbox.Append) (map[string]uint64, error) {
-	last := make(map[string]uint64, len(batch))
+// afterCheck returns every user's After and, unless every After is 0, the
+// statement that counts the mailboxes holding their After seq, which must
+// come to want: an After beyond the mailbox's end would leave a gap; one
+// before its end makes the INSERT collide with the primary key. It is a
+// primary key lookup per user, sent with the INSERTs (see runScript), which
+// the transaction rolls back when the count is short.
+func afterCheck(batch []mailbox.Append) (last map[string]uint64, check *statement, want int, err error) {
+	last = make(map[string]uint64, len(batch))
 	var pairs []any
-	want := 0
 	for i := range batch {
 		a := &batch[i]
 		if prev, ok := last[a.UserID]; ok {
 			if prev != a.After {
-				return nil, errNotAtAfter // one user twice with different Afters: let the careful path sort it out
+				return nil, nil, 0, errNotAtAfter // one user twice with different Afters: let the careful path sort it out
 			}
 			continue
 		}
@@ -367,19 +382,11 @@ func haveAfter(ctx context.Context, tx *sql.Tx, batch []mailbox.Append) (map[str
 			want++
 		}
 	}
-	found := 0
-	for chunk := range slices.Chunk(pairs, 2*maxKeysPerQuery) {
-		var n int
-		q := "SELECT COUNT(*) FROM mailbox FORCE INDEX (PRIMARY) WHERE (uid, seq) IN (" + placeholders(len(chunk)/2, "(?,?)", ",") + ")"
-		if err := tx.QueryRowContext(ctx, q, chunk...).Scan(&n); err != nil {
-			return nil, fmt.Errorf("check after seqs: %w", err)
-		}
-		found += n
+	if want == 0 {
+		return last, nil, 0, nil
 	}
-	if found != want {
-		return nil, errNotAtAfter
-	}
-	return last, nil
+	q := "SELECT COUNT(*) FROM mailbox FORCE INDEX (PRIMARY) WHERE (uid, seq) IN (" + placeholders(want, "(?,?)", ",") + ")"
+	return last, &statement{query: q, args: pairs}, want, nil
 }
 
 // existing returns the stored messages of the batch's users whose msg id or
@@ -437,10 +444,9 @@ func existing(ctx context.Context, tx *sql.Tx, batch []mailbox.Append) (byID, by
 	return byID, byKey, nil
 }
 
-// insertRows writes new mailbox rows, in the order given.
-func insertRows(ctx context.Context, tx *sql.Tx, rows []row) error {
-	return insertChunked(ctx, tx,
-		"INSERT INTO mailbox (uid, seq, msg_id, client_key, created_at_ms, message) VALUES ", "(?,?,?,?,?,?)", rows,
+// insertRows returns the INSERTs of new mailbox rows, in the order given.
+func insertRows(rows []row) []statement {
+	return insertStatements("INSERT INTO mailbox (uid, seq, msg_id, client_key, created_at_ms, message) VALUES ", "(?,?,?,?,?,?)", rows,
 		func(r *row) int { return len(r.raw) },
 		func(args []any, r *row) []any {
 			var ck any
@@ -449,31 +455,6 @@ func insertRows(ctx context.Context, tx *sql.Tx, rows []row) error {
 			}
 			return append(args, r.uid, r.seq, r.msgID, ck, r.createdAtMs, r.raw)
 		})
-}
-
-// insertChunked writes rows in order with multi-row INSERTs (head, then
-// tuple once per row) of at most maxRowsPerInsert rows and (unless one row
-// is bigger) maxBytesPerInsert blob bytes. size returns a row's blob bytes;
-// appendArgs appends its values, one per "?" of tuple.
-func insertChunked[R any](ctx context.Context, tx *sql.Tx, head, tuple string, rows []R,
-	size func(*R) int, appendArgs func([]any, *R) []any) error {
-	cols := strings.Count(tuple, "?")
-	for len(rows) > 0 {
-		n, total := 0, 0
-		for n < len(rows) && n < maxRowsPerInsert && (n == 0 || total+size(&rows[n]) <= maxBytesPerInsert) {
-			total += size(&rows[n])
-			n++
-		}
-		args := make([]any, 0, cols*n)
-		for i := range rows[:n] {
-			args = appendArgs(args, &rows[i])
-		}
-		if _, err := tx.ExecContext(ctx, head+placeholders(n, tuple, ","), args...); err != nil {
-			return fmt.Errorf("insert %d rows: %w", n, err)
-		}
-		rows = rows[n:]
-	}
-	return nil
 }
 
 // placeholders returns n copies of p joined by sep.

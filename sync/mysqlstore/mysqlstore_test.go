@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/parleyim/parley/schemas/migrations"
+	"github.com/parleyim/parley/schemas/wirepb"
 	"github.com/parleyim/parley/sync/directory"
 	"github.com/parleyim/parley/sync/mailbox"
 	"github.com/parleyim/parley/sync/mysqlstore/mysqltest"
@@ -158,4 +159,52 @@ func BenchmarkAppend(b *testing.B) {
 		}
 		return s
 	})
+}
+
+// TestAppendSeveralRoundTrips appends a batch whose statements need more
+// than one round trip (over maxBytesPerRoundTrip of blobs), first clean,
+// then with a duplicate msg id in the last round trip, which must fail the
+// whole transaction: the careful retry reports it and stores the rest once.
+func TestAppendSeveralRoundTrips(t *testing.T) {
+	s := openTest(t, mysqltest.NewDSN(t))
+	ctx := t.Context()
+	body := make([]byte, maxBytesPerRoundTrip/3)
+	part := func(uid string, after uint64, ids ...string) mailbox.Append {
+		a := mailbox.Append{UserID: uid, After: after}
+		for _, id := range ids {
+			a.Items = append(a.Items, mailbox.Item{
+				Message: &wirepb.Message{MsgId: id, Body: body, FromUser: uid},
+				Outbox:  body,
+			})
+		}
+		return a
+	}
+	res, err := s.Append(ctx, []mailbox.Append{part("ann", 0, "a1", "a2", "a3"), part("bob", 0, "b1", "b2")})
+	if err != nil || res[0].Err != nil || res[1].Err != nil || res[0].MaxSeq != 3 || res[1].MaxSeq != 2 {
+		t.Fatalf("first Append = %+v, %v; want ann at 3 and bob at 2", res, err)
+	}
+	// bob's b2 is stored already; it is in the batch's last statements.
+	res, err = s.Append(ctx, []mailbox.Append{part("ann", 3, "a4", "a5"), part("bob", 2, "b3", "b2")})
+	if err != nil || res[0].Err != nil || res[1].Err != nil {
+		t.Fatalf("second Append = %+v, %v; want both parts committed", res, err)
+	}
+	if got := res[1].Items[1]; !got.Duplicate || got.Seq != 2 {
+		t.Errorf("bob's b2 = %+v; want the duplicate at seq 2", got)
+	}
+	for uid, want := range map[string][]string{"ann": {"a1", "a2", "a3", "a4", "a5"}, "bob": {"b1", "b2", "b3"}} {
+		msgs, err := s.Fetch(ctx, uid, 0, 100, 100)
+		if err != nil {
+			t.Fatalf("Fetch %s: %v", uid, err)
+		}
+		var ids []string
+		for i, m := range msgs {
+			if m.Seq != uint64(i+1) || len(m.Body) != len(body) {
+				t.Errorf("%s entry %d: seq %d, body %d B; want seq %d, %d B", uid, i, m.Seq, len(m.Body), i+1, len(body))
+			}
+			ids = append(ids, m.MsgId)
+		}
+		if !slices.Equal(ids, want) {
+			t.Errorf("%s mailbox = %v; want %v", uid, ids, want)
+		}
+	}
 }

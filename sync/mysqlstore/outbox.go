@@ -17,22 +17,16 @@ import (
 // mailbox rows; created_at_ms is this process's clock, as in the embedded
 // store, so that a relay comparing it with its own clock sees no skew.
 
-// insertOutbox writes new outbox rows created at nowMs, sorted by key so
-// that concurrent batches lock rows in one order. It reorders rows.
-func insertOutbox(ctx context.Context, tx *sql.Tx, rows []outboxRow, nowMs int64) error {
-	if len(rows) == 0 {
-		return nil
-	}
+// insertOutbox returns the INSERTs of new outbox rows created at nowMs,
+// sorted by key so that concurrent batches lock rows in one order. It
+// reorders rows.
+func insertOutbox(rows []outboxRow, nowMs int64) []statement {
 	slices.SortFunc(rows, func(a, b outboxRow) int {
 		return cmp.Or(strings.Compare(a.uid, b.uid), strings.Compare(a.msgID, b.msgID))
 	})
-	err := insertChunked(ctx, tx, "INSERT INTO outbox (uid, msg_id, created_at_ms, data) VALUES ", "(?,?,?,?)", rows,
+	return insertStatements("INSERT INTO outbox (uid, msg_id, created_at_ms, data) VALUES ", "(?,?,?,?)", rows,
 		func(r *outboxRow) int { return len(r.data) },
 		func(args []any, r *outboxRow) []any { return append(args, r.uid, r.msgID, nowMs, r.data) })
-	if err != nil {
-		return fmt.Errorf("outbox: %w", err)
-	}
-	return nil
 }
 
 // Outbox implements mailbox.Store: oldest first, ties in (uid, msg id)
