@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -88,6 +89,8 @@ type Outbox struct {
 	cfg OutboxConfig
 	log *slog.Logger
 
+	backlog atomic.Int64 // encoded bytes published and not yet done
+
 	mu     sync.Mutex // guards the following
 	queues []shardQueue
 	closed bool
@@ -141,6 +144,7 @@ func (o *Outbox) Publish(d *buspb.Delivery, done func(error)) {
 		done(ErrClosed)
 		return
 	}
+	o.backlog.Add(int64(p.size))
 	q := &o.queues[n]
 	q.items = append(q.items, p)
 	q.bytes += p.size
@@ -154,6 +158,10 @@ func (o *Outbox) Publish(d *buspb.Delivery, done func(error)) {
 	}
 	o.mu.Unlock()
 }
+
+// Backlog returns the encoded bytes of the deliveries published and not yet
+// durable in JetStream (or failed).
+func (o *Outbox) Backlog() int { return int(o.backlog.Load()) }
 
 func (o *Outbox) flush(n int) {
 	o.mu.Lock()
@@ -194,9 +202,15 @@ func (o *Outbox) publish(n int, batch []pending) {
 		msg.Deliveries[i] = p.d
 	}
 	err := o.send(n, msg)
+	if err != nil {
+		o.log.Warn("delivery batch not published; the senders' outbox entries are relayed later", "shard", n, "deliveries", len(batch), "err", err)
+	}
+	size := 0
 	for _, p := range batch {
+		size += p.size
 		p.done(err)
 	}
+	o.backlog.Add(-int64(size))
 	o.mu.Lock()
 	q := &o.queues[n]
 	q.inflight = false

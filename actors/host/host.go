@@ -182,6 +182,7 @@ func (h *Host) Start(ctx context.Context) error {
 		Events:      &events.Publisher{NATS: h.cfg.NATS, Log: h.log},
 		Fanout:      h.fanout,
 		Delivered:   h.delivered,
+		Backlogged:  func() bool { return h.outbox.Backlog() > ackEarlyBacklog },
 		Call:        h.call,
 		Logger:      h.log,
 		Down:        h.down,

@@ -25,6 +25,12 @@ const (
 	clearLinger = 500 * time.Millisecond
 )
 
+// ackEarlyBacklog is how many bytes of deliveries may wait for JetStream
+// while sends are still acked at commit (user.Env.Backlogged). Past it, a
+// SendAck waits for its delivery to be in JetStream, which slows senders to
+// what the bus carries and bounds the memory the waiting deliveries take.
+const ackEarlyBacklog = 8 << 20
+
 // delivered queues an outbox entry for clearing. It never blocks: if the
 // queue is full the entry stays and is relayed (harmlessly) later.
 func (h *Host) delivered(uid, msgID string) {

@@ -4,10 +4,13 @@
 //
 // A send from device D of user A:
 //
-//	A's actor dedupes (D, client msg id) → appends to A's mailbox (group commit,
-//	at most one append in flight per user) → pushes the entry to A's online
-//	devices → hands a durable delivery for the recipient to the outbox
-//	(JetStream) → once JetStream acked it, answers D with SendAck.
+//	A's actor dedupes (D, client msg id) → appends to A's mailbox with the
+//	delivery for the recipient as an outbox entry, in one transaction (group
+//	commit, at most one append in flight per user) → answers D with SendAck
+//	→ pushes the entry to A's other online devices and hands the delivery
+//	to JetStream (the outbox relays it if that fails or the node dies), then
+//	clears the outbox entry. While hand-on is backlogged, the SendAck waits
+//	for JetStream instead (back-pressure).
 //
 // The recipient's owner consumes the delivery, B's actor appends it (a message
 // id is stored at most once per mailbox), pushes it to B's devices, and only
@@ -515,14 +518,15 @@ func (a *Actor) committedBatch(ctx actor.Context, c *commitDone) {
 	a.flush(ctx)
 }
 
-// acknowledge sends the delivery for the recipient and, once it is durable,
-// the SendAck to every waiting device.
+// acknowledge hands the committed message on to its recipients and sends
+// the SendAck to every waiting device. The outbox entry committed with the
+// message already makes it durable on its way (if the hand-on fails, or
+// this node dies first, the outbox is relayed), so the ack goes at once —
+// unless fan-out is backlogged, when it waits for JetStream to take the
+// delivery, so that senders slow down to what the bus carries.
 func (a *Actor) acknowledge(msg *wirepb.Message, dup bool, recipients []string, replies []replyTo) {
 	ack := &wirepb.SendAck{MsgId: msg.MsgId, Seq: msg.Seq, CreatedAtMs: msg.CreatedAtMs, ClientMsgId: msg.ClientMsgId, Duplicate: dup}
 	answer := func(err error) {
-		if err == nil && len(recipients) > 0 {
-			a.env.Delivered(a.uid, msg.MsgId) // the outbox entry is done
-		}
 		for _, r := range replies {
 			if err != nil {
 				a.replyError(r, wirepb.ErrorCode_ERROR_CODE_UNAVAILABLE, "could not hand the message on, retry", msg.ClientMsgId)
@@ -537,7 +541,18 @@ func (a *Actor) acknowledge(msg *wirepb.Message, dup bool, recipients []string, 
 	}
 	out := proto.CloneOf(msg)
 	out.Seq = 0
-	a.env.Fanout(recipients, out, answer)
+	wait := a.env.Backlogged != nil && a.env.Backlogged()
+	a.env.Fanout(recipients, out, func(err error) {
+		if err == nil {
+			a.env.Delivered(a.uid, msg.MsgId) // the outbox entry is done
+		}
+		if wait {
+			answer(err)
+		}
+	})
+	if !wait {
+		answer(nil)
+	}
 }
 
 // messageCreated publishes the message.created event.

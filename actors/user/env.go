@@ -32,6 +32,11 @@ type Env struct {
 	// Delivered says the outbox entry of (uid, msgID) was handed on and
 	// can be cleared. It must not block.
 	Delivered func(uid, msgID string)
+	// Backlogged reports that fan-out is behind: deliveries wait for
+	// JetStream, so a send's SendAck waits for its own (back-pressure).
+	// Otherwise a send is acked once committed: its outbox entry, stored
+	// with it, is what makes it durable on its way. nil: never behind.
+	Backlogged func() bool
 	// Call runs a client Call as user uid and returns the JSON result; nil
 	// when this node serves no calls. Refusals are *social.Error.
 	Call func(ctx context.Context, uid, method, paramsJSON string) (string, error)
