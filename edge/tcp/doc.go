@@ -29,6 +29,11 @@
 //   - A length prefix over Config.MaxFrameSize closes the connection with
 //     ERROR_CODE_FRAME_TOO_LARGE before anything of that size is buffered;
 //     bytes that do not decode as a Frame close it with ERROR_CODE_BAD_FRAME.
+//   - GOMAXPROCS: gnet's pollers block in epoll_wait(2), each holding a Go P
+//     until the runtime takes it back (up to 10 ms later on a quiet
+//     scheduler), so a running Server adds one P per event loop and one for
+//     the acceptor, and takes them back when it stops; see procs.go for the
+//     measurement.
 //   - TLS: this listener is plain TCP. Put a TLS-terminating proxy in front of
 //     it, or use the WebSocket listener (edge/ws), which gets TLS from
 //     net/http.

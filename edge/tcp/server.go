@@ -165,7 +165,8 @@ func (s *Server) Start(ctx context.Context) error {
 	go s.run()
 	select {
 	case <-s.booted:
-		s.log.Info("tcp listening", "addr", s.addr.String(), "event_loops", s.cfg.EventLoops)
+		s.log.Info("tcp listening", "addr", s.addr.String(), "event_loops", s.cfg.EventLoops,
+			"gomaxprocs", runtime.GOMAXPROCS(0))
 		return nil
 	case <-s.done:
 		return fmt.Errorf("tcp listen %s: %w", s.cfg.Addr, s.runErr)
@@ -177,6 +178,8 @@ func (s *Server) Start(ctx context.Context) error {
 
 // run runs the gnet engine until it stops.
 func (s *Server) run() {
+	pollers := s.cfg.EventLoops + 1 // the loops and the acceptor
+	reserveProcs(pollers)
 	err := gnet.Run(&events{s: s}, "tcp://"+s.cfg.Addr,
 		gnet.WithNumEventLoop(s.cfg.EventLoops),
 		gnet.WithReuseAddr(true), // restart despite TIME_WAIT; a live listener still gives EADDRINUSE
@@ -185,6 +188,7 @@ func (s *Server) run() {
 		gnet.WithTicker(true),
 		gnet.WithLogger(gnetLogger{s.log}),
 	)
+	releaseProcs(pollers)
 	select {
 	case <-s.booted:
 		s.mu.Lock()

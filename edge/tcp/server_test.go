@@ -501,8 +501,13 @@ func TestShutdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	procsBefore := runtime.GOMAXPROCS(0)
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	// Two loops and the acceptor each park a P in epoll_wait (procs.go).
+	if got, want := runtime.GOMAXPROCS(0), procsBefore+3; got != want {
+		t.Errorf("GOMAXPROCS while serving = %d; want %d", got, want)
 	}
 	var clients []net.Conn
 	for range 3 {
@@ -516,6 +521,9 @@ func TestShutdown(t *testing.T) {
 		t.Fatalf("Shutdown = %v; want nil", err)
 	}
 	t.Logf("Shutdown took %v", time.Since(start))
+	if got := runtime.GOMAXPROCS(0); got != procsBefore {
+		t.Errorf("GOMAXPROCS after Shutdown = %d; want %d", got, procsBefore)
+	}
 	for _, c := range clients {
 		expectError(t, c, wirepb.ErrorCode_ERROR_CODE_SHUTTING_DOWN)
 	}
