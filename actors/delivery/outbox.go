@@ -67,6 +67,17 @@ type OutboxConfig struct {
 	// PublishTimeout bounds one publish attempt; zero means 5s.
 	PublishTimeout time.Duration
 	Logger         *slog.Logger
+	// Observe, when set, is called after every batch publish (metrics); it
+	// must not block.
+	Observe func(PublishStats)
+}
+
+// PublishStats describes one batch publish, for OutboxConfig.Observe.
+type PublishStats struct {
+	Deliveries int           // in the batch
+	Bytes      int           // its encoded size
+	Took       time.Duration // publish to PubAck, retries included
+	Err        error         // nil when JetStream stored it
 }
 
 type pending struct {
@@ -93,9 +104,23 @@ type Outbox struct {
 
 	mu     sync.Mutex // guards the following
 	queues []shardQueue
-	closed bool
+	busy   int  // batches in jobs or being published
+	closed bool // jobs is closed once busy is zero
 
-	wg sync.WaitGroup // publish goroutines
+	// jobs feeds the publishers. Each shard has at most one batch in
+	// flight, so it never holds more than Shards jobs and a send on it never
+	// blocks. Long-lived publishers, not a goroutine per batch: a fresh
+	// goroutine grew its stack for every PubAck it decoded (stack growth fell
+	// from 6.7% to 1.8% of parleyd's CPU profile at 3,000 msgs/s; end to end
+	// the change is within this machine's noise).
+	jobs chan job
+	wg   sync.WaitGroup // publishers
+}
+
+// job is one batch for a publisher.
+type job struct {
+	shard int
+	batch []pending
 }
 
 // NewOutbox returns an Outbox.
@@ -122,7 +147,21 @@ func NewOutbox(cfg OutboxConfig) (*Outbox, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Outbox{cfg: cfg, log: log, queues: make([]shardQueue, cfg.Shards)}, nil
+	o := &Outbox{cfg: cfg, log: log, queues: make([]shardQueue, cfg.Shards), jobs: make(chan job, cfg.Shards)}
+	for range min(cfg.Shards, maxPublishers) {
+		o.wg.Go(o.publisher)
+	}
+	return o, nil
+}
+
+// maxPublishers caps the concurrent publishes of an Outbox.
+const maxPublishers = 64
+
+// publisher publishes batches until Close closes jobs.
+func (o *Outbox) publisher() {
+	for j := range o.jobs {
+		o.publish(j.shard, j.batch)
+	}
 }
 
 // Publish queues d for the recipient's shard. done is called exactly once, on
@@ -191,17 +230,22 @@ func (o *Outbox) flushLocked(n int) {
 	q.items = q.items[k:]
 	q.bytes -= size
 	q.inflight = true
-	o.wg.Add(1)
-	go o.publish(n, batch)
+	o.busy++
+	o.jobs <- job{shard: n, batch: batch}
 }
 
+// publish publishes one batch of shard n, reports to its deliveries and
+// flushes what queued meanwhile.
 func (o *Outbox) publish(n int, batch []pending) {
-	defer o.wg.Done()
 	msg := &buspb.DeliveryBatch{Deliveries: make([]*buspb.Delivery, len(batch))}
 	for i, p := range batch {
 		msg.Deliveries[i] = p.d
 	}
-	err := o.send(n, msg)
+	start := time.Now()
+	bytes, err := o.send(n, msg)
+	if o.cfg.Observe != nil {
+		o.cfg.Observe(PublishStats{Deliveries: len(batch), Bytes: bytes, Took: time.Since(start), Err: err})
+	}
 	if err != nil {
 		o.log.Warn("delivery batch not published; the senders' outbox entries are relayed later", "shard", n, "deliveries", len(batch), "err", err)
 	}
@@ -214,18 +258,23 @@ func (o *Outbox) publish(n int, batch []pending) {
 	o.mu.Lock()
 	q := &o.queues[n]
 	q.inflight = false
+	o.busy--
 	if len(q.items) > 0 {
 		o.flushLocked(n)
+	}
+	if o.closed && o.busy == 0 {
+		close(o.jobs)
 	}
 	o.mu.Unlock()
 }
 
 // send publishes one batch, retrying with the same Nats-Msg-Id so a retry
-// after a lost PubAck is deduplicated by the stream.
-func (o *Outbox) send(n int, batch *buspb.DeliveryBatch) error {
+// after a lost PubAck is deduplicated by the stream. It returns the batch's
+// encoded size.
+func (o *Outbox) send(n int, batch *buspb.DeliveryBatch) (int, error) {
 	data, err := proto.Marshal(batch)
 	if err != nil {
-		return fmt.Errorf("encode delivery batch: %w", err)
+		return 0, fmt.Errorf("encode delivery batch: %w", err)
 	}
 	id := nuid.Next()
 	m := &nats.Msg{Subject: shard.DeliverySubject(n), Data: data}
@@ -242,9 +291,9 @@ func (o *Outbox) send(n int, batch *buspb.DeliveryBatch) error {
 		backoff *= 4
 	}
 	if err != nil {
-		return fmt.Errorf("publish deliveries shard=%d: %w", n, err)
+		return len(data), fmt.Errorf("publish deliveries shard=%d: %w", n, err)
 	}
-	return nil
+	return len(data), nil
 }
 
 // Close publishes what is queued and waits for publishes in flight; later
@@ -260,6 +309,9 @@ func (o *Outbox) Close(ctx context.Context) error {
 		if !o.queues[n].inflight {
 			o.flushLocked(n)
 		}
+	}
+	if o.busy == 0 {
+		close(o.jobs)
 	}
 	o.mu.Unlock()
 	done := make(chan struct{})

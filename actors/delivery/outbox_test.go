@@ -2,7 +2,9 @@ package delivery
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,7 +21,22 @@ func TestOutboxBacklog(t *testing.T) {
 	s := natstest.Start(t)
 	nc := natstest.Connect(t, s)
 	js, _ := stream(ctx, t, nc)
-	out, err := NewOutbox(OutboxConfig{JetStream: js, Shards: 4, Linger: 50 * time.Millisecond, PublishTimeout: time.Second})
+	var (
+		mu                sync.Mutex
+		okDeliveries      int
+		okBytes, failures int
+	)
+	observe := func(st PublishStats) {
+		mu.Lock()
+		defer mu.Unlock()
+		if st.Err != nil {
+			failures += st.Deliveries
+			return
+		}
+		okDeliveries += st.Deliveries
+		okBytes += st.Bytes
+	}
+	out, err := NewOutbox(OutboxConfig{JetStream: js, Shards: 4, Linger: 50 * time.Millisecond, PublishTimeout: time.Second, Observe: observe})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,6 +60,11 @@ func TestOutboxBacklog(t *testing.T) {
 	if got := out.Backlog(); got != 0 {
 		t.Errorf("Backlog after every delivery is in JetStream = %d; want 0", got)
 	}
+	mu.Lock()
+	if okDeliveries != n || okBytes < n*100 || failures != 0 {
+		t.Errorf("observed %d deliveries (%d B) published and %d failed; want %d (at least %d B) and 0", okDeliveries, okBytes, failures, n, n*100)
+	}
+	mu.Unlock()
 
 	// With the stream gone, publishing fails; the failed ones leave the
 	// backlog too.
@@ -56,7 +78,19 @@ func TestOutboxBacklog(t *testing.T) {
 	if got := out.Backlog(); got != 0 {
 		t.Errorf("Backlog after a failed publish = %d; want 0", got)
 	}
+	mu.Lock()
+	if failures != 1 {
+		t.Errorf("observed %d failed deliveries; want 1", failures)
+	}
+	mu.Unlock()
 	if err := out.Close(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if err := out.Close(ctx); err != nil {
+		t.Fatalf("second Close = %v; want nil", err)
+	}
+	out.Publish(&buspb.Delivery{Recipients: []string{"u1"}, Message: &wirepb.Message{MsgId: "late"}}, func(err error) { errc <- err })
+	if err := <-errc; !errors.Is(err, ErrClosed) {
+		t.Errorf("Publish after Close: %v; want ErrClosed", err)
 	}
 }

@@ -80,6 +80,7 @@ type Host struct {
 	commit     *mailbox.Committer
 	cursors    *mailbox.CursorWriter
 	outbox     *delivery.Outbox
+	metrics    *metrics
 	social     *social.Directory
 	ids        *msgid.Gen
 	call       func(ctx context.Context, uid, method, params string) (string, error)
@@ -134,6 +135,7 @@ func New(cfg Config) (*Host, error) {
 		stopping: make(map[string]chan struct{}),
 		edges:    make(map[string]time.Time),
 		stop:     make(chan struct{}),
+		metrics:  newMetrics(),
 		clears:   make(chan mailbox.OutboxKey, 1<<16),
 	}
 	h.ids = msgid.New()
@@ -162,12 +164,16 @@ func (h *Host) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	h.commit, err = mailbox.NewCommitter(mailbox.CommitterConfig{Store: h.cfg.Store, Workers: h.cfg.CommitWorkers, Logger: h.log})
+	h.commit, err = mailbox.NewCommitter(mailbox.CommitterConfig{
+		Store: h.cfg.Store, Workers: h.cfg.CommitWorkers, Logger: h.log, Observe: h.metrics.observeCommit,
+	})
 	if err != nil {
 		return err
 	}
 	h.cursors = mailbox.NewCursorWriter(h.cfg.Store, h.log)
-	h.outbox, err = delivery.NewOutbox(delivery.OutboxConfig{JetStream: js, Shards: h.cfg.Shards, Logger: h.log})
+	h.outbox, err = delivery.NewOutbox(delivery.OutboxConfig{
+		JetStream: js, Shards: h.cfg.Shards, Logger: h.log, Observe: h.metrics.observePublish,
+	})
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"runtime"
 	"time"
@@ -125,10 +124,9 @@ func Conns(ctx context.Context, cfg ConnsConfig) (*Result, error) {
 	res := newResult("conns", t, configOf(cfg.Common, cfg))
 	remote := !t.inProcess() && cfg.ServerHTTP != ""
 	if remote {
-		if host, _, err := net.SplitHostPort(cfg.ServerHTTP); err != nil || !isLoopback(host) {
-			return nil, fmt.Errorf("--server-http %s: loopback only", cfg.ServerHTTP)
+		if err := t.useServerHTTP(cfg.ServerHTTP); err != nil {
+			return nil, err
 		}
-		t.metrics = "http://" + cfg.ServerHTTP + "/metrics"
 	}
 	if clampMsg != "" {
 		res.note("%s", clampMsg)

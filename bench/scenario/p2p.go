@@ -25,6 +25,10 @@ type P2PConfig struct {
 	Inflight int `json:"inflight"`
 	// Size is the message body size in bytes; zero means 64, the minimum.
 	Size int `json:"size"`
+	// ServerHTTP is the HTTP address (host:port, loopback) of the external
+	// server in Common.Addr: the result then breaks the server's time down by
+	// stage from its /metrics, as it always does for an in-process server.
+	ServerHTTP string `json:"server_http,omitempty"`
 	// Common.Duration is how long to send; zero means 30s.
 	//
 	// Drain bounds the wait for deliveries after the last send, and how long
@@ -69,6 +73,11 @@ func P2P(ctx context.Context, cfg P2PConfig) (*Result, error) {
 		return nil, err
 	}
 	defer t.close()
+	if !t.inProcess() && cfg.ServerHTTP != "" {
+		if err := t.useServerHTTP(cfg.ServerHTTP); err != nil {
+			return nil, err
+		}
+	}
 	res := newResult("p2p", t, configOf(cfg.Common, cfg))
 	if clampMsg != "" {
 		res.note("%s", clampMsg)
@@ -121,6 +130,7 @@ func P2P(ctx context.Context, cfg P2PConfig) (*Result, error) {
 		d := delivered()
 		return fmt.Sprintf("%s delivered %d (%.0f/s)", run.line(&sendRate), d, recvRate.per(d))
 	})
+	stagesBefore := t.scrapeStages(ctx)
 	err = run.run(ctx)
 	sentAt := time.Now()
 
@@ -139,6 +149,7 @@ func P2P(ctx context.Context, cfg P2PConfig) (*Result, error) {
 		return nil, err
 	}
 	report := verifyAll(ctx, recvs, expected, cfg.Drain, nil)
+	stagesAfter := t.scrapeStages(ctx)
 
 	acked := run.acked.Load()
 	sendSecs := run.sendSeconds()
@@ -167,6 +178,7 @@ func P2P(ctx context.Context, cfg P2PConfig) (*Result, error) {
 	res.latency("connect", connLat)
 	res.latency("send→ack", run.ackLat)
 	res.latency("send→delivered", deliverLat)
+	res.stageMetrics(stagesBefore, stagesAfter)
 
 	errs := run.sendErrors()
 	res.check("sends", run.failed.Load() == 0, "%d acked, %d failed%s", acked, run.failed.Load(), firstOf(errs))

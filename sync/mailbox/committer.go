@@ -26,6 +26,18 @@ type CommitterConfig struct {
 	// Logger receives failed commits (warn) and per-commit sizes (debug);
 	// nil discards.
 	Logger *slog.Logger
+	// Observe, when set, is called after every transaction on the worker
+	// that ran it (metrics); it must not block.
+	Observe func(CommitStats)
+}
+
+// CommitStats describes one group commit, for CommitterConfig.Observe.
+type CommitStats struct {
+	Appends int           // Appends in the transaction
+	Items   int           // their items
+	Wait    time.Duration // how long the oldest Append waited for a worker
+	Took    time.Duration // the store transaction
+	Err     error         // nil when it committed
 }
 
 // Committer turns the Appends of many actors into group commits: while a
@@ -39,7 +51,8 @@ type Committer struct {
 	store    Store
 	maxBatch int
 	log      *slog.Logger
-	ctx      context.Context // for store calls; canceled when Close gives up
+	observe  func(CommitStats) // nil: none
+	ctx      context.Context   // for store calls; canceled when Close gives up
 	cancel   context.CancelFunc
 	done     chan struct{} // closed when every worker has returned
 
@@ -54,6 +67,7 @@ type Committer struct {
 type pending struct {
 	a    Append
 	done func(AppendResult, error)
+	at   time.Time // submitted
 }
 
 // NewCommitter validates cfg and starts the committer's workers.
@@ -81,6 +95,7 @@ func NewCommitter(cfg CommitterConfig) (*Committer, error) {
 		store:    cfg.Store,
 		maxBatch: maxBatch,
 		log:      log.With("component", "committer"),
+		observe:  cfg.Observe,
 		ctx:      ctx,
 		cancel:   cancel,
 		done:     make(chan struct{}),
@@ -112,7 +127,7 @@ func (c *Committer) Submit(a Append, done func(AppendResult, error)) {
 		done(AppendResult{}, ErrClosed)
 		return
 	}
-	c.queue = append(c.queue, pending{a: a, done: done})
+	c.queue = append(c.queue, pending{a: a, done: done, at: time.Now()})
 	c.mu.Unlock()
 	c.cond.Signal()
 }
@@ -193,13 +208,20 @@ func (c *Committer) takeLocked() []pending {
 // commit runs one transaction and reports to every Append in it.
 func (c *Committer) commit(batch []pending) {
 	parts := make([]Append, len(batch))
+	items := 0
 	for i := range batch {
 		parts[i] = batch[i].a
+		items += len(batch[i].a.Items)
 	}
 	start := time.Now()
 	res, err := c.store.Append(c.ctx, parts)
+	took := time.Since(start)
 	if err == nil && len(res) != len(parts) {
 		err = fmt.Errorf("store returned %d results for %d parts", len(res), len(parts))
+	}
+	if c.observe != nil {
+		// batch is in submission order, so its first Append waited longest.
+		c.observe(CommitStats{Appends: len(parts), Items: items, Wait: start.Sub(batch[0].at), Took: took, Err: err})
 	}
 	if err != nil {
 		if c.ctx.Err() != nil {
@@ -213,7 +235,7 @@ func (c *Committer) commit(batch []pending) {
 		return
 	}
 	if c.log.Enabled(c.ctx, slog.LevelDebug) {
-		c.log.Debug("group commit", "parts", len(parts), "took", time.Since(start))
+		c.log.Debug("group commit", "parts", len(parts), "took", took)
 	}
 	for i, p := range batch {
 		p.done(res[i], nil)

@@ -488,3 +488,48 @@ func BenchmarkCommitter(b *testing.B) {
 		})
 	}
 }
+
+func TestCommitterObserve(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newGateStore()
+		var (
+			mu   sync.Mutex
+			seen []mailbox.CommitStats
+		)
+		c := newCommitter(t, mailbox.CommitterConfig{Store: g, Observe: func(s mailbox.CommitStats) {
+			mu.Lock()
+			seen = append(seen, s)
+			mu.Unlock()
+		}})
+		r := newRecorder()
+		c.Submit(one("first", 0, "m"), r.done("first"))
+		first := g.next(t)
+		c.Submit(one("a", 0, "m"), r.done("a"))
+		two := one("b", 0, "m1")
+		two.Items = append(two.Items, mailbox.Item{Message: &wirepb.Message{MsgId: "m2"}})
+		c.Submit(two, r.done("b"))
+		time.Sleep(2 * time.Second) // a and b wait behind first
+		first.reply <- nil
+		second := g.next(t)
+		time.Sleep(time.Second)
+		boom := errors.New("disk on fire")
+		second.reply <- boom
+		synctest.Wait()
+
+		mu.Lock()
+		defer mu.Unlock()
+		want := []mailbox.CommitStats{
+			{Appends: 1, Items: 1, Wait: 0, Took: 2 * time.Second},
+			{Appends: 2, Items: 3, Wait: 2 * time.Second, Took: time.Second, Err: boom},
+		}
+		if len(seen) != len(want) {
+			t.Fatalf("observed %d commits: %+v; want %d", len(seen), seen, len(want))
+		}
+		for i := range want {
+			if got := seen[i]; got.Appends != want[i].Appends || got.Items != want[i].Items ||
+				got.Wait != want[i].Wait || got.Took != want[i].Took || !errors.Is(got.Err, want[i].Err) {
+				t.Errorf("commit %d observed %+v; want %+v", i, got, want[i])
+			}
+		}
+	})
+}

@@ -108,6 +108,7 @@ func run(args []string) int {
 		fs.IntVar(&inflight, "inflight", 4, "concurrent sends per sender")
 		fs.IntVar(&size, "size", 64, "message body bytes (at least 64)")
 		fs.DurationVar(&duration, "duration", 30*time.Second, "how long to send")
+		fs.StringVar(&serverHTTP, "server-http", "", "with --addr: the server's HTTP address (host:port), to break its time down by stage from /metrics")
 		quick = map[string]string{"users": "50", "rate": "2000", "duration": "10s"}
 	case "conns":
 		fs.IntVar(&conns, "conns", 10000, "idle connections (each a distinct user); lowered to fit the open-file limit")
@@ -218,7 +219,7 @@ func run(args []string) int {
 	var res *scenario.Result
 	switch name {
 	case "p2p":
-		res, err = scenario.P2P(ctx, scenario.P2PConfig{Common: c.Common, Users: users, Rate: rate, Inflight: inflight, Size: size})
+		res, err = scenario.P2P(ctx, scenario.P2PConfig{Common: c.Common, Users: users, Rate: rate, Inflight: inflight, Size: size, ServerHTTP: serverHTTP})
 	case "conns":
 		res, err = scenario.Conns(ctx, scenario.ConnsConfig{Common: c.Common, Conns: conns, Parallel: parallel, ServerHTTP: serverHTTP})
 	case "sync":

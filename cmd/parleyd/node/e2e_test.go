@@ -1,11 +1,13 @@
 package node
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -333,6 +335,56 @@ func TestHTTPEndpoints(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Errorf("dev /dev/token = %d; want 200", resp.StatusCode)
 	}
+}
+
+// TestMetricsStages: the commit and delivery-publish stages of a send show
+// up at /metrics.
+func TestMetricsStages(t *testing.T) {
+	n := startNode(t, "", "")
+	alice := dialRaw(t, n.TCPAddr())
+	alice.signIn("alice", "a1")
+	for i := range 3 {
+		sendAndAck(t, alice, sendTo("bob", fmt.Sprintf("m%d", i), []byte("x")))
+	}
+	metric := func(name string) float64 {
+		t.Helper()
+		resp, err := http.Get("http://" + n.HTTPAddr().String() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					t.Fatalf("metric %s: %v", name, err)
+				}
+				return f
+			}
+		}
+		t.Fatalf("metric %s not at /metrics", name)
+		return 0
+	}
+	// Sends are acked at commit; their deliveries reach JetStream just after.
+	deadline := time.Now().Add(10 * time.Second)
+	for metric("parley_delivery_publish_deliveries_sum") < 3 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := metric("parley_delivery_publish_deliveries_sum"); got < 3 {
+		t.Errorf("parley_delivery_publish_deliveries_sum = %v; want at least 3 (one per send)", got)
+	}
+	if got := metric("parley_commit_appends_sum"); got < 3 {
+		t.Errorf("parley_commit_appends_sum = %v; want at least 3 (alice's three sends)", got)
+	}
+	if got := metric("parley_commit_seconds_count"); got < 1 {
+		t.Errorf("parley_commit_seconds_count = %v; want at least 1", got)
+	}
+	if got := metric("parley_commit_failures_total"); got != 0 {
+		t.Errorf("parley_commit_failures_total = %v; want 0", got)
+	}
+	metric("parley_delivery_backlog_bytes")
 }
 
 // TestExternalNATS: with --nats-url the node uses that server, and refuses

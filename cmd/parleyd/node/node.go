@@ -415,6 +415,7 @@ func (n *Node) routes() http.Handler {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "parley_actors_active", Help: "User actors running on this node.",
 		}, func() float64 { return float64(n.host.ActiveActors()) }))
+		reg.MustRegister(n.host.Collectors()...)
 	}
 	if n.api != nil && n.apiKey() != "" {
 		mux.Handle(api.HTTPPrefix, n.api)
