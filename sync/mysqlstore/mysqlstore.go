@@ -2,8 +2,9 @@
 // (10.11+, strict mode), shared by every node of a cluster.
 //
 // The schema is schemas/migrations/mysql, applied at Open (see migrate.go).
-// One Append is one transaction of three round trips: BEGIN; the statements,
-// sent together (script.go); COMMIT. The first attempt trusts each part's
+// One Append is one transaction of two round trips: the statements, sent
+// together with START TRANSACTION (script.go); COMMIT (the careful retry
+// below uses BeginTx and reads first). The first attempt trusts each part's
 // After seq: one primary-key lookup per user checks that the mailbox holds
 // it, the store numbers the new items in memory, and multi-row INSERTs
 // write them, sorted by (uid, seq), then their outbox entries (outbox.go),
@@ -21,6 +22,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
@@ -217,29 +219,42 @@ type outboxRow struct {
 // assumes no item is stored yet and lets the unique keys catch a duplicate
 // (ER_DUP_ENTRY, which Append retries with lookup).
 func (s *Store) appendTx(ctx context.Context, batch []mailbox.Append, lookup bool) (_ []mailbox.AppendResult, err error) {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, fmt.Errorf("begin: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback()
-		}
-	}()
-
 	var last map[string]uint64
 	byID, byKey := map[userID]stored{}, map[userID]stored{}
 	var check *statement // the fast path's check of the After seqs, sent with the inserts
 	want := 0
+	var q querier
+	var commit func() error
+	var begin []statement // the fast path starts its transaction in the script
 	if lookup {
+		var tx *sql.Tx // not :=, which would hide err from the deferred rollback
+		if tx, err = s.db.BeginTx(ctx, nil); err != nil {
+			return nil, fmt.Errorf("begin: %w", err)
+		}
+		defer func() {
+			if err != nil {
+				_ = tx.Rollback()
+			}
+		}()
+		q, commit = tx, tx.Commit
 		if last, err = maxSeqs(ctx, tx, batch); err != nil {
 			return nil, err
 		}
 		if byID, byKey, err = existing(ctx, tx, batch); err != nil {
 			return nil, err
 		}
-	} else if last, check, want, err = afterCheck(batch); err != nil {
-		return nil, err
+	} else {
+		if last, check, want, err = afterCheck(batch); err != nil {
+			return nil, err
+		}
+		var conn *sql.Conn
+		if conn, err = s.db.Conn(ctx); err != nil {
+			return nil, fmt.Errorf("get a connection: %w", err)
+		}
+		t := &connTx{conn: conn}
+		defer t.end()
+		q, commit = conn, func() error { return t.commit(ctx) }
+		begin = []statement{{query: "START TRANSACTION"}}
 	}
 
 	results := make([]mailbox.AppendResult, len(batch))
@@ -297,20 +312,57 @@ func (s *Store) appendTx(ctx context.Context, batch []mailbox.Append, lookup boo
 	var found int
 	var counted *int // the check's count, when there is a check
 	if check != nil {
+		// Before START TRANSACTION: the first result set is then the
+		// count's. Outside the transaction is as good: rows are never
+		// deleted, so an After seq read there is still there at COMMIT.
 		stmts, counted = append(stmts, *check), &found
 	}
+	stmts = append(stmts, begin...)
 	stmts = append(stmts, insertRows(rows)...)
 	stmts = append(stmts, insertOutbox(outbox, time.Now().UnixMilli())...)
-	if err := runScript(ctx, tx, stmts, counted); err != nil {
+	if err := runScript(ctx, q, stmts, counted); err != nil {
 		return nil, fmt.Errorf("write mailbox rows: %w", err)
 	}
 	if check != nil && found != want {
 		return nil, errNotAtAfter
 	}
-	if err := tx.Commit(); err != nil {
+	if err := commit(); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
 	return results, nil
+}
+
+// connTx is a transaction that a script starts on conn itself (START
+// TRANSACTION travels with the first statements: one round trip fewer than
+// BeginTx). database/sql does not know about it, so end rolls back what was
+// not committed before the connection goes back to the pool, and discards the
+// connection when it cannot be sure the transaction is over.
+type connTx struct {
+	conn      *sql.Conn
+	committed bool
+}
+
+func (t *connTx) commit(ctx context.Context) error {
+	if _, err := t.conn.ExecContext(ctx, "COMMIT"); err != nil {
+		return err
+	}
+	t.committed = true
+	return nil
+}
+
+// end rolls back unless committed (a no-op when the script failed before
+// START TRANSACTION) and returns the connection to the pool.
+func (t *connTx) end() {
+	if !t.committed {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := t.conn.ExecContext(ctx, "ROLLBACK")
+		cancel()
+		if err != nil {
+			// Perhaps still inside the transaction: never reuse it.
+			_ = t.conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}
+	_ = t.conn.Close()
 }
 
 // maxSeqs returns the max seq of every user of batch (absent: 0).

@@ -2,6 +2,7 @@ package mysqlstore
 
 import (
 	"context"
+	"database/sql"
 	"log/slog"
 	"slices"
 	"sync"
@@ -26,12 +27,49 @@ func openTest(t testing.TB, dsn string) *Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	s, err := Open(ctx, dsn, Options{Logger: testLogger(t), MaxOpenConns: 8})
+	const conns = 8
+	s, err := Open(ctx, dsn, Options{Logger: testLogger(t), MaxOpenConns: conns})
 	if err != nil {
 		t.Fatalf("Open error = %v; want nil", err)
 	}
 	t.Cleanup(func() { s.Close() })
+	t.Cleanup(func() { checkNoTransactionLeft(t, s, conns) }) // before Close
 	return s
+}
+
+// checkNoTransactionLeft takes every connection of s's pool at once and
+// fails t if one is still held by the store or sits inside a transaction:
+// appends start their transaction inside a script, which database/sql does
+// not see, so a connection returned mid-transaction would hand the next
+// caller someone else's transaction.
+func checkNoTransactionLeft(t testing.TB, s *Store, conns int) {
+	if s.closed.Load() { // the test closed it
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var held []*sql.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for range conns {
+		c, err := s.db.Conn(ctx)
+		if err != nil {
+			t.Errorf("pool connection %d of %d: %v (one still held by the store?)", len(held)+1, conns, err)
+			return
+		}
+		held = append(held, c)
+		var in int
+		if err := c.QueryRowContext(ctx, "SELECT @@in_transaction").Scan(&in); err != nil {
+			t.Logf("cannot tell open transactions on this server: %v", err) // MySQL has no @@in_transaction
+			return
+		}
+		if in != 0 {
+			t.Errorf("a pooled connection is inside a transaction")
+		}
+	}
 }
 
 func TestConformance(t *testing.T) {
