@@ -148,8 +148,8 @@ func P2P(ctx context.Context, cfg P2PConfig) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	stagesAfter := t.scrapeStages(ctx) // before the verification's reads
 	report := verifyAll(ctx, recvs, expected, cfg.Drain, nil)
-	stagesAfter := t.scrapeStages(ctx)
 
 	acked := run.acked.Load()
 	sendSecs := run.sendSeconds()
@@ -178,7 +178,7 @@ func P2P(ctx context.Context, cfg P2PConfig) (*Result, error) {
 	res.latency("connect", connLat)
 	res.latency("send→ack", run.ackLat)
 	res.latency("send→delivered", deliverLat)
-	res.stageMetrics(stagesBefore, stagesAfter)
+	res.stageMetrics(stagesBefore, stagesAfter, int64(report.Received), t.inProcess())
 
 	errs := run.sendErrors()
 	res.check("sends", run.failed.Load() == 0, "%d acked, %d failed%s", acked, run.failed.Load(), firstOf(errs))

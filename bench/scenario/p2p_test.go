@@ -27,6 +27,26 @@ func TestP2P(t *testing.T) {
 			if !res.Pass {
 				t.Fatalf("p2p did not pass")
 			}
+			// The in-process server's stages and the CPU are reported.
+			metric := func(name string) float64 {
+				for _, m := range res.Metrics {
+					if m.Name == name {
+						v, _ := m.Value.(float64)
+						return v
+					}
+				}
+				t.Fatalf("no metric %q in the result", name)
+				return 0
+			}
+			if got := metric("server: group commits"); got < 1 {
+				t.Errorf("server: group commits = %v; want at least 1", got)
+			}
+			if got := metric("server: JetStream delivery publishes"); got < 1 {
+				t.Errorf("server: JetStream delivery publishes = %v; want at least 1", got)
+			}
+			if got := metric("cpu per message (server and load, one process)"); got <= 0 {
+				t.Errorf("cpu per message = %v µs; want more than 0", got)
+			}
 		})
 	}
 }

@@ -2,7 +2,10 @@
 
 package scenario
 
-import "syscall"
+import (
+	"syscall"
+	"time"
+)
 
 // RaiseNoFile raises the soft open-file limit (RLIMIT_NOFILE) to the hard
 // limit and returns the soft limit in force afterwards. If raising fails it
@@ -21,4 +24,13 @@ func RaiseNoFile() (uint64, error) {
 		r = want
 	}
 	return r.Cur, nil
+}
+
+// processCPU returns the CPU time (user + system) this process has used.
+func processCPU() (time.Duration, bool) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, false
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), true
 }

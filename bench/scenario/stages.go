@@ -24,9 +24,15 @@ func (t *target) useServerHTTP(addr string) error {
 // a run reports the change of.
 var stagePrefixes = []string{"parley_commit_", "parley_delivery_publish_"}
 
-// stages is a snapshot of the server's stage counters: every _sum, _count
-// and _total sample of stagePrefixes.
+// serverCPU is the process collector's CPU counter, scraped with the stages.
+const serverCPU = "process_cpu_seconds_total"
+
+// stages is a snapshot of the server's stage counters (every _sum, _count
+// and _total sample of stagePrefixes, and serverCPU) and of this process's
+// CPU time (loadCPU, when the system reports it).
 type stages map[string]float64
+
+const loadCPU = "load generator cpu seconds" // not a metric name: never scraped
 
 // scrapeStages reads the server's stage counters. It returns nil when the
 // target has no metrics (an external server without --server-http) or they
@@ -49,8 +55,9 @@ func (t *target) scrapeStages(ctx context.Context) stages {
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		name, v, ok := strings.Cut(sc.Text(), " ")
-		if !ok || !hasAnyPrefix(name, stagePrefixes) ||
-			!(strings.HasSuffix(name, "_sum") || strings.HasSuffix(name, "_count") || strings.HasSuffix(name, "_total")) {
+		stage := hasAnyPrefix(name, stagePrefixes) &&
+			(strings.HasSuffix(name, "_sum") || strings.HasSuffix(name, "_count") || strings.HasSuffix(name, "_total"))
+		if !ok || !stage && name != serverCPU {
 			continue
 		}
 		if f, err := strconv.ParseFloat(v, 64); err == nil {
@@ -59,6 +66,9 @@ func (t *target) scrapeStages(ctx context.Context) stages {
 	}
 	if sc.Err() != nil || len(s) == 0 {
 		return nil
+	}
+	if cpu, ok := processCPU(); ok {
+		s[loadCPU] = cpu.Seconds()
 	}
 	return s
 }
@@ -72,11 +82,13 @@ func hasAnyPrefix(s string, prefixes []string) bool {
 	return false
 }
 
-// stageMetrics adds to r where the server spent a run, from two snapshots:
-// how many group commits and JetStream publishes, how much each carried,
-// and the mean time of each stage. Means, not percentiles: a histogram's
-// sum and count change exactly, its buckets only roughly.
-func (r *Result) stageMetrics(before, after stages) {
+// stageMetrics adds to r where the server spent a run of msgs messages,
+// from two snapshots: how many group commits and JetStream publishes, how
+// much each carried, the mean time of each stage, and the CPU per message.
+// Means, not percentiles: a histogram's sum and count change exactly, its
+// buckets only roughly. CPU per message is the steadiest number on a shared
+// machine: at a fixed rate it varies far less between runs than latency.
+func (r *Result) stageMetrics(before, after stages, msgs int64, inProcess bool) {
 	if before == nil || after == nil {
 		return
 	}
@@ -97,4 +109,18 @@ func (r *Result) stageMetrics(before, after stages) {
 	r.metric("server: deliveries per publish (mean)", mean("parley_delivery_publish_deliveries", 1), "")
 	r.metric("server: publish → PubAck (mean)", mean("parley_delivery_publish_seconds", 1000), "ms")
 	r.metric("server: publish failures", d("parley_delivery_publish_failures_total"), "")
+	if msgs <= 0 {
+		return
+	}
+	perMsg := func(name string) float64 { return d(name) / float64(msgs) * 1e6 }
+	_, haveLoad := after[loadCPU]
+	switch {
+	case inProcess && haveLoad:
+		r.metric("cpu per message (server and load, one process)", perMsg(loadCPU), "µs")
+	case !inProcess:
+		r.metric("server: cpu per message", perMsg(serverCPU), "µs")
+		if haveLoad {
+			r.metric("load generator: cpu per message", perMsg(loadCPU), "µs")
+		}
+	}
 }
