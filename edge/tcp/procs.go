@@ -21,6 +21,9 @@ import (
 // when it stops. A parked poller uses no CPU, so the runtime still runs at
 // most the configured number of goroutines' worth of ordinary Go code while
 // the loops are idle, and at most that plus the busy loops while they work.
+// Setting GOMAXPROCS stops the runtime from following later changes of a
+// container's CPU limit (Go 1.25+); parleyd reads the limit at start, like
+// the runtime, and a changed limit takes a restart.
 var procs struct {
 	mu       sync.Mutex
 	reserved int // Ps added by the running servers of this process
