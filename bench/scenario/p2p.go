@@ -82,6 +82,9 @@ func P2P(ctx context.Context, cfg P2PConfig) (*Result, error) {
 	if clampMsg != "" {
 		res.note("%s", clampMsg)
 	}
+	if !t.inProcess() && cfg.ServerHTTP == "" {
+		res.note("add --server-http host:port (the server's HTTP address) for its stage breakdown and CPU per message")
+	}
 	n := cfg.Users
 	senderUID := func(i int32) string { return t.user("s", int(i)) }
 
