@@ -73,7 +73,8 @@ func P2P(ctx context.Context, cfg P2PConfig) (*Result, error) {
 		return nil, err
 	}
 	defer t.close()
-	if !t.inProcess() && cfg.ServerHTTP != "" {
+	external := !t.inProcess()
+	if external && cfg.ServerHTTP != "" {
 		if err := t.useServerHTTP(cfg.ServerHTTP); err != nil {
 			return nil, err
 		}
@@ -82,7 +83,7 @@ func P2P(ctx context.Context, cfg P2PConfig) (*Result, error) {
 	if clampMsg != "" {
 		res.note("%s", clampMsg)
 	}
-	if !t.inProcess() && cfg.ServerHTTP == "" {
+	if external && cfg.ServerHTTP == "" {
 		res.note("add --server-http host:port (the server's HTTP address) for its stage breakdown and CPU per message")
 	}
 	n := cfg.Users

@@ -1,12 +1,9 @@
 package scenario
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
-	"net/http"
-	"strconv"
 	"strings"
 )
 
@@ -41,32 +38,14 @@ func (t *target) scrapeStages(ctx context.Context) stages {
 	if t.metrics == "" {
 		return nil
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.metrics, nil)
-	if err != nil {
-		return nil
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil
-	}
-	defer resp.Body.Close()
-	s := stages{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		name, v, ok := strings.Cut(sc.Text(), " ")
-		stage := hasAnyPrefix(name, stagePrefixes) &&
+	m, err := t.scrapeMetrics(ctx, func(name string) bool {
+		return name == serverCPU || hasAnyPrefix(name, stagePrefixes) &&
 			(strings.HasSuffix(name, "_sum") || strings.HasSuffix(name, "_count") || strings.HasSuffix(name, "_total"))
-		if !ok || !stage && name != serverCPU {
-			continue
-		}
-		if f, err := strconv.ParseFloat(v, 64); err == nil {
-			s[name] = f
-		}
-	}
-	if sc.Err() != nil || len(s) == 0 {
+	})
+	if err != nil || len(m) == 0 {
 		return nil
 	}
+	s := stages(m)
 	if cpu, ok := processCPU(); ok {
 		s[loadCPU] = cpu.Seconds()
 	}

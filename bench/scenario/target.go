@@ -273,26 +273,47 @@ func (t *target) serverGauge(ctx context.Context, name string) (float64, error) 
 	if t.metrics == "" {
 		return 0, errors.New("no metrics for an external server")
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.metrics, nil)
+	m, err := t.scrapeMetrics(ctx, func(n string) bool { return n == name })
 	if err != nil {
 		return 0, err
 	}
+	v, ok := m[name]
+	if !ok {
+		return 0, fmt.Errorf("scrape %s: no %s", t.metrics, name)
+	}
+	return v, nil
+}
+
+// scrapeMetrics reads the server's /metrics and returns the value of every
+// unlabelled sample whose name keep accepts.
+func (t *target) scrapeMetrics(ctx context.Context, keep func(name string) bool) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, t.metrics, nil)
+	if err != nil {
+		return nil, err
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("scrape %s: %w", t.metrics, err)
+		return nil, fmt.Errorf("scrape %s: %w", t.metrics, err)
 	}
 	defer resp.Body.Close()
+	m := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		name, v, ok := strings.Cut(sc.Text(), " ")
+		if !ok || !keep(name) {
+			continue
 		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil {
+			return nil, fmt.Errorf("scrape %s: %s: %w", t.metrics, name, err)
+		}
+		m[name] = f
 	}
 	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("scrape %s: %w", t.metrics, err)
+		return nil, fmt.Errorf("scrape %s: %w", t.metrics, err)
 	}
-	return 0, fmt.Errorf("scrape %s: no %s", t.metrics, name)
+	return m, nil
 }
 
 // checkAddr validates an external client address and reports whether it
