@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -354,6 +355,20 @@ func TestLastSeqAndSync(t *testing.T) {
 		t.Errorf("first message body = %q; want %q", msgs[0].GetBody(), "c")
 	}
 	expectNone(t, bob, 100*time.Millisecond)
+}
+
+// TestCatchUpPages checks that a catch-up asks for the server's largest page:
+// one round trip per page is what bounds the sync rate.
+func TestCatchUpPages(t *testing.T) {
+	s := newFakeServer(t)
+	for range 2500 {
+		s.inject("bob", "x")
+	}
+	bob := dialT(t, s.tcpURL, "bob", "b1")
+	checkSeqs(t, recvN(t, bob, 2500), 1)
+	if got, want := s.syncAfters(), []uint64{0, 1000, 2000}; !slices.Equal(got, want) {
+		t.Errorf("server saw syncs after %v; want %v (pages of %d)", got, want, syncPage)
+	}
 }
 
 func TestResumeFromAck(t *testing.T) {
