@@ -41,6 +41,7 @@ type agentConfig struct {
 type agentOpened struct {
 	Connected int                    `json:"connected"`
 	Failed    int                    `json:"failed"`
+	Retried   int64                  `json:"retried"`
 	Errors    []string               `json:"errors,omitempty"`
 	Elapsed   time.Duration          `json:"elapsed"`
 	Latency   *hdrhistogram.Snapshot `json:"latency"`
@@ -97,7 +98,7 @@ func runAgent(in io.Reader, out, progressW io.Writer) error {
 	}()
 	enc := json.NewEncoder(out)
 	err := enc.Encode(agentOpened{
-		Connected: len(opened.conns), Failed: opened.failed, Errors: opened.errs,
+		Connected: len(opened.conns), Failed: opened.failed, Retried: opened.retried, Errors: opened.errs,
 		Elapsed: opened.elapsed, Latency: opened.lat.Export(),
 	})
 	if err != nil {

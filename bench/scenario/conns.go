@@ -161,7 +161,7 @@ func Conns(ctx context.Context, cfg ConnsConfig) (*Result, error) {
 			_ = ag.stop(5 * time.Second)
 			return nil, err
 		}
-		opened = rawOpen{failed: rep.Failed, errs: rep.Errors, lat: lat, elapsed: rep.Elapsed}
+		opened = rawOpen{failed: rep.Failed, retried: rep.Retried, errs: rep.Errors, lat: lat, elapsed: rep.Elapsed}
 		opened.conns = make([]*rawConn, rep.Connected) // placeholders: the agent holds them
 	} else {
 		if remote {
@@ -246,6 +246,7 @@ func Conns(ctx context.Context, cfg ConnsConfig) (*Result, error) {
 	res.metric("connections requested", float64(n), "")
 	res.metric("connected (signed in)", float64(connected), "")
 	res.metric("failed", float64(opened.failed), "")
+	res.metric("sign-ins refused as temporary, dialed again", float64(opened.retried), "")
 	res.metric("time to connect all", opened.elapsed.Seconds(), "s")
 	res.metric("connect rate", perSec(int64(connected), opened.elapsed.Seconds()), "conns/s")
 	res.metric("concurrent dials", float64(cfg.Parallel), "")
@@ -264,6 +265,9 @@ func Conns(ctx context.Context, cfg ConnsConfig) (*Result, error) {
 	res.metric("held idle", cfg.Duration.Seconds(), "s")
 	res.metric("alive after hold (ping answered)", float64(alive), "")
 	res.latency("connect (dial + sign-in)", opened.lat)
+	if opened.retried > 0 {
+		res.note("sign-ins were refused as temporary %d times (RATE_LIMITED: the edge's --signin-rate); each was dialed again after a backoff, as a client should, and connect latency includes the wait", opened.retried)
+	}
 	res.check("all connected", connected == n, "%d of %d signed in%s", connected, n, firstOf(opened.errs))
 	res.check("all alive after hold", alive == connected, "%d of %d answered a ping after %v idle%s", alive, connected, cfg.Duration, firstOf(aliveErrs))
 	return res.finish(start), nil

@@ -217,20 +217,33 @@ func (c *liveConn) send(ctx context.Context, to *wirepb.Conversation, cmid strin
 // backing off from 10ms to 500ms with jitter, until ctx ends. retries
 // counts the resends.
 func (c *liveConn) sendRetrying(ctx context.Context, to *wirepb.Conversation, cmid string, body []byte, retries *atomic.Int64) (*wirepb.SendAck, error) {
-	backoff := 10 * time.Millisecond
+	var ack *wirepb.SendAck
+	err := retryTemporary(ctx, 10*time.Millisecond, 500*time.Millisecond, retries, func() (err error) {
+		ack, err = c.send(ctx, to, cmid, body)
+		return err
+	})
+	return ack, err
+}
+
+// retryTemporary calls f until it succeeds, fails for good, or ctx ends,
+// waiting after each temporary refusal (RATE_LIMITED, UNAVAILABLE) as a
+// client should: from first, doubling up to max, with jitter. retries
+// counts the refusals.
+func retryTemporary(ctx context.Context, first, max time.Duration, retries *atomic.Int64, f func() error) error {
+	backoff := first
 	for {
-		ack, err := c.send(ctx, to, cmid, body)
+		err := f()
 		if err == nil || !temporary(err) {
-			return ack, err
+			return err
 		}
 		retries.Add(1)
 		wait := backoff/2 + rand.N(backoff/2+1)
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%w (retried until %w)", err, ctx.Err())
+			return fmt.Errorf("%w (retried until %w)", err, ctx.Err())
 		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, 500*time.Millisecond)
+		backoff = min(2*backoff, max)
 	}
 }
 

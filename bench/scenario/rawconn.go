@@ -75,6 +75,9 @@ func dialRaw(ctx context.Context, addr string, ws bool, token, device string) (*
 	okf := f.GetSignInOk()
 	if okf == nil {
 		r.close()
+		if e := f.GetError(); e != nil {
+			return nil, nil, fmt.Errorf("sign in: %w", &callError{e})
+		}
 		return nil, nil, fmt.Errorf("sign in answered with %v", f)
 	}
 	return r, okf, nil
@@ -157,6 +160,7 @@ func (r *rawConn) close() {
 type rawOpen struct {
 	conns   []*rawConn // the ones that signed in
 	failed  int
+	retried int64    // sign-ins refused as temporary (RATE_LIMITED) and dialed again
 	errs    []string // the first few errors
 	lat     *hist.Recorder
 	elapsed time.Duration
@@ -167,9 +171,10 @@ type rawOpen struct {
 func openRaw(ctx context.Context, n, parallel int, dial func(ctx context.Context, i int) (*rawConn, error), tick func(done int64)) rawOpen {
 	out := rawOpen{lat: hist.New()}
 	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		done atomic.Int64
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		done    atomic.Int64
+		retried atomic.Int64
 	)
 	start := time.Now()
 	stopTick := make(chan struct{})
@@ -193,7 +198,11 @@ func openRaw(ctx context.Context, n, parallel int, dial func(ctx context.Context
 		wg.Go(func() {
 			for i := range next {
 				t0 := time.Now()
-				c, err := dial(ctx, i)
+				var c *rawConn
+				err := retryTemporary(ctx, 10*time.Millisecond, 500*time.Millisecond, &retried, func() (err error) {
+					c, err = dial(ctx, i)
+					return err
+				})
 				lat := time.Since(t0)
 				mu.Lock()
 				if err != nil {
@@ -225,6 +234,7 @@ feed:
 	close(next)
 	wg.Wait()
 	out.elapsed = time.Since(start)
+	out.retried = retried.Load()
 	close(stopTick)
 	tickWG.Wait()
 	return out

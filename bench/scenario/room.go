@@ -450,20 +450,12 @@ func Room(ctx context.Context, cfg RoomConfig) (*Result, error) {
 func joinWithRetry(ctx context.Context, c *liveConn, roomID string, replay uint32, retries *atomic.Int64) (*wirepb.JoinRoomOK, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	backoff := 5 * time.Millisecond
-	for {
-		ok, err := c.joinRoom(ctx, roomID, replay)
-		if err == nil || !temporary(err) {
-			return ok, err
-		}
-		retries.Add(1)
-		select {
-		case <-ctx.Done():
-			return nil, err
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 200*time.Millisecond)
-	}
+	var ok *wirepb.JoinRoomOK
+	err := retryTemporary(ctx, 5*time.Millisecond, 200*time.Millisecond, retries, func() (err error) {
+		ok, err = c.joinRoom(ctx, roomID, replay)
+		return err
+	})
+	return ok, err
 }
 
 // waitLate waits, at most timeout, until every late joiner's latest live
