@@ -25,6 +25,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -78,7 +79,7 @@ func (c *common) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.Store, "store", "", "in-process server's store: mysql://user:pass@127.0.0.1:3306/db; empty: embedded")
 	fs.StringVar(&c.Secret, "secret", "", "token secret, must match the server's; empty: parleyd's development secret with --addr, a random one in-process")
 	fs.BoolVar(&c.quick, "quick", false, "small preset that finishes in under 20s on 2 cores (flags you set still win)")
-	fs.StringVar(&c.out, "out", "", "write the result as JSON to this file")
+	fs.StringVar(&c.out, "out", autoOut, "write the result as JSON to this file ("+autoOut+": "+resultsDir+"/<scenario>-<UTC time>.json; empty: no file)")
 	fs.StringVar(&c.serverLog, "server-log", "warn", "in-process server log level on stderr: debug, info, warn, error or off")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the in-process server and the load) to this file")
 }
@@ -239,6 +240,13 @@ func run(args []string) int {
 	}
 	res.Command = redactArgs(args)
 	res.WriteText(os.Stdout)
+	if c.out == autoOut {
+		c.out = filepath.Join(resultsDir, name+"-"+time.Now().UTC().Format("20060102T150405.000Z")+".json")
+		if err := os.MkdirAll(resultsDir, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, "parley-bench: write result:", err)
+			return 2
+		}
+	}
 	if c.out != "" {
 		if err := writeJSON(c.out, res); err != nil {
 			fmt.Fprintln(os.Stderr, "parley-bench:", err)
@@ -295,6 +303,12 @@ func serverLogger(level string) (*slog.Logger, error) {
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }
+
+// Where results go unless --out says otherwise.
+const (
+	autoOut    = "auto"
+	resultsDir = "bench-results"
+)
 
 func writeJSON(path string, res *scenario.Result) error {
 	f, err := os.Create(path)

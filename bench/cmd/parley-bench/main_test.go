@@ -57,6 +57,38 @@ func TestRunWritesJSON(t *testing.T) {
 	}
 }
 
+// TestRunWritesJSONByDefault checks that a run without --out leaves its result
+// in bench-results/, and that --out "" writes none.
+func TestRunWritesJSONByDefault(t *testing.T) {
+	t.Chdir(t.TempDir())
+	args := []string{"parley-bench", "conns", "--conns", "4", "--duration", "10ms", "--server-log", "off"}
+	if code := run(args); code != 0 {
+		t.Fatalf("run(%q) = %d; want 0", args, code)
+	}
+	files, err := filepath.Glob(filepath.Join(resultsDir, "conns-*.json"))
+	if err != nil || len(files) != 1 {
+		t.Fatalf("result files %v (%v); want one %s/conns-<time>.json", files, err, resultsDir)
+	}
+	b, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res scenario.Result
+	if err := json.Unmarshal(b, &res); err != nil || res.Scenario != "conns" {
+		t.Errorf("result file %s = %s (%v); want a conns result", files[0], b, err)
+	}
+
+	if err := os.RemoveAll(resultsDir); err != nil {
+		t.Fatal(err)
+	}
+	if code := run(append(args, "--out", "")); code != 0 {
+		t.Fatalf("run with --out \"\" = %d; want 0", code)
+	}
+	if _, err := os.Stat(resultsDir); !os.IsNotExist(err) {
+		t.Errorf("--out \"\" made %s (stat: %v); want no result file", resultsDir, err)
+	}
+}
+
 func TestRedactArgs(t *testing.T) {
 	got := redactArgs([]string{"p2p", "--secret", "s3", "--secret=s4", "--store", "mysql://u:pw@127.0.0.1/db", "--addr", "tcp://127.0.0.1:1"})
 	want := []string{"p2p", "--secret", "REDACTED", "--secret=REDACTED", "--store", "mysql://u:xxxxx@127.0.0.1/db", "--addr", "tcp://127.0.0.1:1"}
