@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 )
 
@@ -39,7 +40,7 @@ func (t *target) scrapeStages(ctx context.Context) stages {
 		return nil
 	}
 	m, err := t.scrapeMetrics(ctx, func(name string) bool {
-		return name == serverCPU || hasAnyPrefix(name, stagePrefixes) &&
+		return name == serverCPU || slices.ContainsFunc(stagePrefixes, func(p string) bool { return strings.HasPrefix(name, p) }) &&
 			(strings.HasSuffix(name, "_sum") || strings.HasSuffix(name, "_count") || strings.HasSuffix(name, "_total"))
 	})
 	if err != nil || len(m) == 0 {
@@ -50,15 +51,6 @@ func (t *target) scrapeStages(ctx context.Context) stages {
 		s[loadCPU] = cpu.Seconds()
 	}
 	return s
-}
-
-func hasAnyPrefix(s string, prefixes []string) bool {
-	for _, p := range prefixes {
-		if strings.HasPrefix(s, p) {
-			return true
-		}
-	}
-	return false
 }
 
 // stageMetrics adds to r where the server spent a run of msgs messages,
